@@ -1,0 +1,15 @@
+"""Data: the character tokenizer, finding and preparing the corpus, and batching."""
+
+from data.batching import get_batch
+from data.corpus import PreparedData, load_dataset
+from data.errors import DataError
+from data.tokenizer import CharTokenizer, UnknownCharacterError
+
+__all__ = [
+    "CharTokenizer",
+    "DataError",
+    "PreparedData",
+    "UnknownCharacterError",
+    "get_batch",
+    "load_dataset",
+]

@@ -1,0 +1,235 @@
+"""Finding the corpus and preparing it: a vocabulary, a 90/10 split, uint16 token arrays.
+
+Tiny Shakespeare (Karpathy's char-rnn corpus) is looked up in this order: a path the user gives, the
+cache `data/shakespeare_char/input.txt`, a download. Every copy is checked against the known size and
+SHA-256. Any other UTF-8 text trains too (dataset "text"); the check is Tiny Shakespeare's alone.
+
+The prepared arrays (`train.bin`, `val.bin`: uint16 ids) sit beside a `vocab.json` and a `meta.json`
+that records the SHA-256 of the text they came from, so a changed source is prepared again instead of
+silently reused. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.errors import DataError
+from data.tokenizer import CharTokenizer
+
+SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+SHAKESPEARE_BYTES = 1_115_394
+SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+DATA_ROOT = Path(__file__).resolve().parent  # this package's folder: data/
+SHAKESPEARE_DIR = DATA_ROOT / "shakespeare_char"
+SHAKESPEARE_CACHE = SHAKESPEARE_DIR / "input.txt"
+
+DATASETS = ("shakespeare_char", "text")
+VAL_FRACTION = 0.1
+PREPARED_FORMAT = 1
+
+
+def _nothing(message: str) -> None:
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _how_to_supply() -> str:
+    return (
+        f"download {SHAKESPEARE_URL} and save it as {SHAKESPEARE_CACHE}, "
+        "or pass --data_path PATH to a copy"
+    )
+
+
+def check_shakespeare(path: Path) -> None:
+    """Raise DataError unless path holds exactly Tiny Shakespeare."""
+    size = path.stat().st_size
+    if size != SHAKESPEARE_BYTES:
+        problem = f"{size:,} bytes, expected {SHAKESPEARE_BYTES:,}"
+    elif sha256_of(path) != SHAKESPEARE_SHA256:
+        problem = f"SHA-256 differs from {SHAKESPEARE_SHA256[:12]}..."
+    else:
+        return
+    raise DataError(
+        f"{path} is not Tiny Shakespeare ({problem}); to train on your own text add "
+        f"--dataset text, otherwise {_how_to_supply()}"
+    )
+
+
+def download_shakespeare(dest: Path, url: str = SHAKESPEARE_URL) -> None:
+    """Download to a temporary file beside dest, check it, then rename it into place."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.download")
+    try:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+        try:
+            check_shakespeare(tmp)
+        except DataError:
+            raise DataError(
+                f"the download from {url} is not Tiny Shakespeare (wrong size or checksum); "
+                f"{_how_to_supply()}"
+            ) from None
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise DataError(
+            f"could not download Tiny Shakespeare ({reason}); {_how_to_supply()}"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def find_shakespeare(
+    data_path: str | Path | None = None,
+    cache: Path = SHAKESPEARE_CACHE,
+    url: str = SHAKESPEARE_URL,
+    say: Callable[[str], None] = _nothing,
+) -> Path:
+    """The path of a checked copy of Tiny Shakespeare: data_path, else the cache, else downloaded
+    into the cache."""
+    if data_path:
+        path = Path(data_path)
+        if not path.is_file():
+            raise DataError(f"data_path {path} does not exist")
+    elif cache.is_file():
+        path = cache
+    else:
+        say(f"downloading Tiny Shakespeare from {url} to {cache}")
+        download_shakespeare(cache, url)
+        path = cache
+    check_shakespeare(path)
+    return path
+
+
+@dataclass
+class PreparedData:
+    train: torch.Tensor  # (N_train,) int64 token ids
+    val: torch.Tensor  # (N_val,) int64 token ids
+    tokenizer: CharTokenizer
+    source: Path
+    data_dir: Path
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start})") from None
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside path, then rename it over path: a reader, or a
+    crash, sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # pid: ranks never share one
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> dict:
+    """Tokenize source into data_dir: train.bin and val.bin (uint16), vocab.json, meta.json.
+    meta.json is written last, so a half-finished preparation is never taken for a finished one."""
+    text = read_text(source)
+    if len(text) < 2:
+        raise DataError(f"{source} holds {len(text)} characters; a corpus needs at least 2")
+    tokenizer = CharTokenizer.from_text(text)
+    ids = tokenizer.encode_array(text)
+    n_train = int(len(ids) * (1 - VAL_FRACTION))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(data_dir / "train.bin", lambda p: ids[:n_train].tofile(p))
+    write_atomic(data_dir / "val.bin", lambda p: ids[n_train:].tofile(p))
+    write_atomic(data_dir / "vocab.json", tokenizer.save)
+    meta = {
+        "format": PREPARED_FORMAT,
+        "source": str(source),
+        "source_sha256": source_sha256 or sha256_of(source),
+        "vocab_size": tokenizer.vocab_size,
+        "train_tokens": n_train,
+        "val_tokens": len(ids) - n_train,
+    }
+    write_atomic(data_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+    return meta
+
+
+def _prepared_meta(data_dir: Path, source_sha256: str) -> dict | None:
+    """meta.json if data_dir holds a complete preparation of the text with this SHA-256."""
+    try:
+        meta = json.loads((data_dir / "meta.json").read_text())
+        complete = (
+            meta["format"] == PREPARED_FORMAT
+            and meta["source_sha256"] == source_sha256
+            and (data_dir / "train.bin").stat().st_size == 2 * meta["train_tokens"]
+            and (data_dir / "val.bin").stat().st_size == 2 * meta["val_tokens"]
+            and (data_dir / "vocab.json").is_file()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta if complete else None
+
+
+def default_data_dir(dataset: str, data_path: str | Path | None) -> Path:
+    if dataset == "shakespeare_char":
+        return SHAKESPEARE_DIR
+    return DATA_ROOT / "text" / Path(data_path or "corpus").stem
+
+
+def load_dataset(
+    dataset: str = "shakespeare_char",
+    data_path: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    say: Callable[[str], None] = _nothing,
+) -> PreparedData:
+    """Find the text, prepare it unless an up-to-date preparation exists, and load it into memory
+    once (the corpus is small): int64 token tensors for both splits and the tokenizer."""
+    if dataset == "shakespeare_char":
+        source = find_shakespeare(data_path, say=say)
+    elif dataset == "text":
+        if not data_path:
+            raise DataError("dataset 'text' needs --data_path PATH to a UTF-8 text file")
+        source = Path(data_path)
+        if not source.is_file():
+            raise DataError(f"data_path {source} does not exist")
+    else:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    data_dir = Path(data_dir) if data_dir else default_data_dir(dataset, data_path)
+
+    source_sha256 = sha256_of(source)
+    if _prepared_meta(data_dir, source_sha256) is None:
+        had_preparation = (data_dir / "meta.json").exists()
+        reason = "the text changed since it was prepared" if had_preparation else "first use"
+        say(f"preparing {source} into {data_dir} ({reason})")
+        prepare(source, data_dir, source_sha256)
+
+    def read_ids(name: str) -> torch.Tensor:
+        return torch.from_numpy(np.fromfile(data_dir / name, dtype=np.uint16).astype(np.int64))
+
+    return PreparedData(
+        train=read_ids("train.bin"),
+        val=read_ids("val.bin"),
+        tokenizer=CharTokenizer.load(data_dir / "vocab.json"),
+        source=source,
+        data_dir=data_dir,
+    )

@@ -1,0 +1,7 @@
+"""The GPT model: `from model import GPT, GPTConfig`."""
+
+from model.generate import generate, generate_tokens, sample_next_token
+from model.gpt import GPT, GPTConfig
+from model.kv_cache import KVCache
+
+__all__ = ["GPT", "GPTConfig", "KVCache", "generate", "generate_tokens", "sample_next_token"]

@@ -1,0 +1,133 @@
+"""Autoregressive generation, with or without a KV cache.
+
+The context window. With learned absolute positions the model has only ever seen positions
+0 .. block_size-1, so once a sequence is longer than that, nanoGPT slides a window of the last
+block_size tokens one step per new token. Every slide gives every token a new position, so every
+cached key and value would be stale: a cache cannot follow a window that slides by one.
+
+Here the window moves in jumps instead. Tokens are appended until the window holds block_size of
+them; the next token makes it drop its oldest half, keeping the newest `block_size // 2` tokens
+(whose positions restart at 0), and the cache is refilled from those in one forward pass. Until
+the next jump, each new token costs one position's work. Both paths below use this same window,
+so the plain path is the exact reference for the cached one: same logits, same characters, at any
+length.
+The model always sees between block_size // 2 and block_size tokens of context once the text is
+longer than block_size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.nn import functional as F
+
+from model.gpt import GPT
+from model.kv_cache import KVCache
+
+
+def window_start(length: int, previous_start: int | None, block_size: int) -> int:
+    """Where the context window of a sequence of `length` tokens begins, given where it began for
+    the previous token (None for the prompt). A prompt keeps its last block_size tokens; after
+    that the window stays put while it fits, and jumps to keep the newest half when it overflows."""
+    if previous_start is None:
+        return max(0, length - block_size)
+    if length - previous_start <= block_size:
+        return previous_start
+    return length - max(1, block_size // 2)
+
+
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Draw one token per row of logits (B, V); returns (B, 1).
+
+    temperature 0 is greedy (argmax). top_k keeps the k most likely tokens. top_p keeps the smallest
+    set of most likely tokens whose probability mass reaches p (Holtzman et al. 2019, nucleus
+    sampling).
+    """
+    if temperature == 0.0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth_largest = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]  # (B, 1)
+        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        sorted_probs = F.softmax(sorted_logits, dim=-1)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
+        drop_sorted = mass_before >= top_p  # the set already reached p without this token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)
+
+
+class _Stepper:
+    """Produces the logits for the next token of a growing sequence, with or without a cache."""
+
+    def __init__(self, model: GPT, use_kv_cache: bool) -> None:
+        self.model = model
+        self.use_kv_cache = use_kv_cache
+        self.start: int | None = None
+        self.cache: KVCache | None = None
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Logits (B, V) for the token after idx (B, T)."""
+        block_size = self.model.config.block_size
+        new_start = window_start(idx.size(1), self.start, block_size)
+        if new_start != self.start:
+            self.start, self.cache = new_start, None  # a new window: every position changed
+        if not self.use_kv_cache:
+            logits, _ = self.model(idx[:, self.start :])
+        elif self.cache is None:  # fill the cache with the whole window
+            self.cache = KVCache(self.model.config.n_layer, block_size)
+            logits, _ = self.model(idx[:, self.start :], kv_cache=self.cache)
+        else:  # only the newest token is not cached yet
+            logits, _ = self.model(idx[:, -1:], kv_cache=self.cache)
+        return logits[:, -1, :]
+
+
+@torch.no_grad()
+def generate_tokens(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_kv_cache: bool = True,
+) -> Iterator[torch.Tensor]:
+    """Continue idx (B, T) by max_new_tokens tokens, yielding each new column (B,) when drawn."""
+    stepper = _Stepper(model, use_kv_cache)
+    for _ in range(max_new_tokens):
+        next_id = sample_next_token(stepper.logits(idx), temperature, top_k, top_p, generator)
+        idx = torch.cat((idx, next_id), dim=1)
+        yield next_id[:, 0]
+
+
+@torch.no_grad()
+def generate(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+    use_kv_cache: bool = True,
+) -> torch.Tensor:
+    """idx (B, T) followed by max_new_tokens generated tokens: (B, T + max_new_tokens)."""
+    new = list(
+        generate_tokens(
+            model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_kv_cache
+        )
+    )
+    if not new:
+        return idx
+    return torch.cat((idx, torch.stack(new, dim=1)), dim=1)

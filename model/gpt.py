@@ -1,0 +1,278 @@
+"""A decoder-only transformer (GPT-2 architecture) for character-level language modelling.
+
+Pure nn.Modules: no file I/O, no printing, no optimizer, no device policy. Parameter names follow
+GPT-2 (`transformer.wte`, `transformer.h.0.attn.c_attn`, ...) so the state dict reads like every
+GPT-2 in the ecosystem.
+
+References:
+- Radford et al. 2019, "Language Models are Unsupervised Multitask Learners" (GPT-2): pre-LayerNorm
+  blocks, a final LayerNorm, residual projections initialised with std 0.02/sqrt(2 * n_layer).
+- Vaswani et al. 2017, "Attention Is All You Need": scaled dot-product attention.
+- Press & Wolf 2017, "Using the Output Embedding to Improve Language Models": tied input/output
+  embeddings.
+- Su et al. 2021, "RoFormer": rotary position embeddings (optional, `pos_embedding="rope"`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from model.kv_cache import KVCache, LayerKVCache
+
+ATTENTION_IMPLS = ("sdpa", "math")
+POS_EMBEDDINGS = ("learned", "rope")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 65
+    block_size: int = 256
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    dropout: float = 0.0
+    bias: bool = True
+    # "sdpa": torch's fused scaled_dot_product_attention (flash kernels where available);
+    # "math": the formula written out, for tests and for reading.
+    attn_impl: str = "sdpa"
+    # "learned": GPT-2's absolute position table `transformer.wpe` (the default);
+    # "rope": rotary embeddings applied to queries and keys, no position table.
+    pos_embedding: str = "learned"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.attn_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attn_impl must be one of {ATTENTION_IMPLS}, got {self.attn_impl!r}")
+        if self.pos_embedding not in POS_EMBEDDINGS:
+            raise ValueError(
+                f"pos_embedding must be one of {POS_EMBEDDINGS}, got {self.pos_embedding!r}"
+            )
+        if self.pos_embedding == "rope" and (self.n_embd // self.n_head) % 2 != 0:
+            raise ValueError(
+                f"pos_embedding 'rope' needs an even head size, got "
+                f"n_embd / n_head = {self.n_embd // self.n_head}"
+            )
+
+
+def causal_attention_math(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """softmax(QKᵀ/√d_k)V with a causal mask, written out.
+
+    q: (B, nh, Tq, hs); k, v: (B, nh, Tk, hs) with Tq <= Tk. The queries are the last Tq of the Tk
+    positions (Tq < Tk when earlier keys come from a KV cache), so query i may see keys
+    0 .. i + (Tk - Tq).
+    """
+    Tq, Tk = q.size(-2), k.size(-2)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, Tq, Tk)
+    allowed = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
+    att = att.masked_fill(~allowed, float("-inf"))
+    att = F.softmax(att, dim=-1)
+    if dropout_p > 0.0:
+        att = F.dropout(att, p=dropout_p)
+    return att @ v  # (B, nh, Tq, hs)
+
+
+def causal_attention_sdpa(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """The same as `causal_attention_math`, through torch's fused kernels."""
+    Tq, Tk = q.size(-2), k.size(-2)
+    if Tq == Tk:  # training, or the first pass over a prompt
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    if Tq == 1:  # one new position attends to every cached one
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    # is_causal aligns the mask to the top-left corner; with cached keys it must be bottom-right.
+    allowed = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+
+
+def rotary_tables(
+    head_size: int, positions: torch.Tensor, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables of shape (T, head_size / 2) for the given integer positions."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, device=positions.device) / head_size))
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair (x[..., i], x[..., i + hs/2]) by its position's angle. x: (B, nh, T, hs)."""
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
+    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return rotated.type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        self.rope = config.pos_embedding == "rope"
+        self.attend = causal_attention_sdpa if config.attn_impl == "sdpa" else causal_attention_math
+        # queries, keys and values for all heads in one matrix product
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_cache: LayerKVCache | None = None,
+    ) -> torch.Tensor:
+        B, T, C = x.size()
+        hs = C // self.n_head
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # (B, T, C) each
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        if kv_cache is not None:
+            k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
+        dropout_p = self.dropout if self.training else 0.0
+        y = self.attend(q, k, v, dropout_p)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU()
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_cache: LayerKVCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rotary, kv_cache)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        layers = dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
+        )
+        if config.pos_embedding == "learned":
+            layers["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        self.transformer = nn.ModuleDict(layers)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying (Press & Wolf 2017): the head reads logits off the token embedding.
+        self.lm_head.weight = self.transformer.wte.weight
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """GPT-2's initialisation.
+
+        Every linear and embedding weight ~ N(0, 0.02), biases zero, LayerNorms the identity. The
+        two projections that write into the residual stream in each block (`attn.c_proj`,
+        `mlp.c_proj`)
+        get std 0.02 / sqrt(2 * n_layer): the stream adds 2 * n_layer such terms, and this keeps its
+        variance independent of depth (GPT-2 paper, section 2.3).
+        """
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = residual_std if name.endswith("c_proj") else 0.02
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Number of parameters (the tied embedding counted once).
+
+        With non_embedding=True the position table is left out, as is usual: it does no matrix work.
+        The token table stays in, because as the tied lm_head it does.
+        """
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding and "wpe" in self.transformer:
+            n -= self.transformer.wpe.weight.numel()
+        return n
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs (forward + backward) per token at context length seq_len.
+
+        6 per parameter (2 forward, 4 backward) plus attention's QKᵀ and AV products:
+        6 * N + 12 * n_layer * n_embd * seq_len (Kaplan et al. 2020; PaLM appendix B).
+        """
+        cfg = self.config
+        return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * seq_len
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx: (B, T) token ids. Returns logits (B, T, vocab_size) and, with targets, the mean
+        cross-entropy. With a kv_cache, idx continues the sequence the cache already holds."""
+        B, T = idx.size()
+        past = kv_cache.length if kv_cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of length {past + T} is longer than block_size {self.config.block_size}"
+            )
+        positions = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rotary = None
+        if self.config.pos_embedding == "learned":
+            x = x + self.transformer.wpe(positions)  # (B, T, C) + (T, C)
+        else:
+            rotary = rotary_tables(self.config.n_embd // self.config.n_head, positions)
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, rotary, kv_cache.layers[i] if kv_cache is not None else None)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)  # (B, T, vocab_size)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(B * T, -1), targets.reshape(B * T))
+        return logits, loss

@@ -1,0 +1,66 @@
+"""Shared fixtures. Tests run on the CPU, deterministically, in seconds each.
+
+Tiny Shakespeare is never downloaded by the tests: they take the project's cache
+(data/shakespeare_char/input.txt, where .ci/run puts it) or ../shared/data/tinyshakespeare.txt.
+Without either they are skipped, except under CI=true, where a missing corpus is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from data import PreparedData, load_dataset  # noqa: E402
+from data.corpus import SHAKESPEARE_CACHE  # noqa: E402
+from training.config import TrainConfig, build_config, read_yaml  # noqa: E402
+
+CORPUS_CANDIDATES = (SHAKESPEARE_CACHE, ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_cpu():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def shakespeare_path() -> Path:
+    for candidate in CORPUS_CANDIDATES:
+        if candidate.is_file():
+            return candidate
+    message = "Tiny Shakespeare not found at " + " or ".join(map(str, CORPUS_CANDIDATES))
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shakespeare(shakespeare_path: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
+    """The prepared corpus, in a temporary data_dir so tests never touch the project's cache."""
+    return load_dataset("shakespeare_char", shakespeare_path, tmp_path_factory.mktemp("prepared"))
+
+
+@pytest.fixture
+def tiny_config(shakespeare_path: Path, shakespeare: PreparedData, tmp_path: Path):
+    """A factory: configs/tiny.yaml with the corpus, a private out_dir, and any overrides."""
+
+    def make(**overrides) -> TrainConfig:
+        values = read_yaml(ROOT / "configs" / "tiny.yaml")
+        values.update(
+            data_path=str(shakespeare_path),
+            data_dir=str(shakespeare.data_dir),
+            out_dir=str(tmp_path / "run"),
+            device="cpu",
+            tensorboard=False,
+        )
+        values.update(overrides)
+        return build_config(values, "test")
+
+    return make

@@ -1,0 +1,164 @@
+"""The GPT model against independent references: the attention formula written out, a Python
+loop, the causal property, and the known loss at initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from model import GPT, GPTConfig
+from model.gpt import CausalSelfAttention
+
+TINY = dict(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
+
+
+def reference_attention(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
+    """softmax(QKᵀ/√d_k)V per head with a causal mask, one head at a time, from the module's
+    weights; then the output projection."""
+    B, T, C = x.shape
+    nh = attn.n_head
+    d_k = C // nh
+    qkv = x @ attn.c_attn.weight.T + attn.c_attn.bias
+    q, k, v = qkv[..., :C], qkv[..., C : 2 * C], qkv[..., 2 * C :]
+    heads = []
+    for h in range(nh):
+        cols = slice(h * d_k, (h + 1) * d_k)
+        scores = q[..., cols] @ k[..., cols].transpose(-2, -1) / math.sqrt(d_k)  # (B, T, T)
+        future = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+        scores = scores.masked_fill(future, float("-inf"))
+        heads.append(torch.softmax(scores, dim=-1) @ v[..., cols])
+    y = torch.cat(heads, dim=-1)
+    return y @ attn.c_proj.weight.T + attn.c_proj.bias
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_attention_equals_explicit_causal_softmax_formula(attn_impl):
+    attn = CausalSelfAttention(GPTConfig(**TINY, attn_impl=attn_impl)).eval()
+    for p in attn.parameters():  # non-zero biases, so a wrong bias path would show
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(3, 11, 32)
+    torch.testing.assert_close(attn(x), reference_attention(x, attn), atol=1e-5, rtol=1e-5)
+
+
+def test_mathematical_trick_loop_equals_tril_matmul_equals_masked_softmax():
+    """Averaging the past three ways (Karpathy's "mathematical trick of self-attention")."""
+    B, T, C = 4, 8, 2
+    x = torch.randn(B, T, C)
+    loop = torch.zeros(B, T, C)
+    for b in range(B):
+        for t in range(T):
+            loop[b, t] = x[b, : t + 1].mean(dim=0)
+    tril = torch.tril(torch.ones(T, T))
+    weights = tril / tril.sum(dim=1, keepdim=True)
+    matmul = weights @ x  # (T, T) @ (B, T, C) -> (B, T, C)
+    scores = torch.zeros(T, T).masked_fill(tril == 0, float("-inf"))
+    softmax = F.softmax(scores, dim=-1) @ x
+    torch.testing.assert_close(matmul, loop)
+    torch.testing.assert_close(softmax, loop)
+
+
+@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_future_tokens_do_not_change_past_logits(pos_embedding, attn_impl):
+    model = GPT(GPTConfig(**TINY, pos_embedding=pos_embedding, attn_impl=attn_impl)).eval()
+    idx = torch.randint(0, 65, (2, 16))
+    changed = idx.clone()
+    t = 6
+    changed[:, t + 1 :] = torch.randint(0, 65, (2, 16 - t - 1))
+    logits, _ = model(idx)
+    logits_changed, _ = model(changed)
+    torch.testing.assert_close(logits[:, : t + 1], logits_changed[:, : t + 1], atol=0, rtol=0)
+    assert not torch.allclose(logits[:, t + 1 :], logits_changed[:, t + 1 :])
+
+
+def test_sdpa_and_math_paths_give_the_same_model_output():
+    torch.manual_seed(1)
+    sdpa = GPT(GPTConfig(**TINY, attn_impl="sdpa")).eval()
+    math_path = GPT(GPTConfig(**TINY, attn_impl="math")).eval()
+    math_path.load_state_dict(sdpa.state_dict())
+    idx = torch.randint(0, 65, (2, 16))
+    torch.testing.assert_close(sdpa(idx)[0], math_path(idx)[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
+def test_loss_at_initialisation_is_about_ln_vocab_size(pos_embedding):
+    """An untrained model should be close to uniform over the vocabulary: loss ≈ ln(65) ≈ 4.17."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY, pos_embedding=pos_embedding))
+    idx = torch.randint(0, 65, (8, 16))
+    targets = torch.randint(0, 65, (8, 16))
+    _, loss = model(idx, targets)
+    assert abs(loss.item() - math.log(65)) < 0.1
+
+
+def test_model_overfits_one_small_batch():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY))
+    idx = torch.randint(0, 65, (4, 16))
+    targets = torch.randint(0, 65, (4, 16))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        _, loss = model(idx, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1, f"could not memorise one batch: loss {loss.item():.3f}"
+
+
+def test_state_dict_uses_gpt2_parameter_names():
+    names = set(GPT(GPTConfig(**TINY)).state_dict())
+    expected = {
+        "transformer.wte.weight",
+        "transformer.wpe.weight",
+        "transformer.h.0.ln_1.weight",
+        "transformer.h.0.ln_1.bias",
+        "transformer.h.0.attn.c_attn.weight",
+        "transformer.h.0.attn.c_attn.bias",
+        "transformer.h.0.attn.c_proj.weight",
+        "transformer.h.0.ln_2.weight",
+        "transformer.h.0.mlp.c_fc.weight",
+        "transformer.h.0.mlp.c_proj.weight",
+        "transformer.h.1.mlp.c_proj.bias",
+        "transformer.ln_f.weight",
+        "lm_head.weight",
+    }
+    assert expected <= names
+    assert not any("bias" in n for n in GPT(GPTConfig(**TINY, bias=False)).state_dict())
+
+
+def test_lm_head_is_tied_to_token_embedding():
+    model = GPT(GPTConfig(**TINY))
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_initialisation_scales_residual_projections_by_depth():
+    torch.manual_seed(0)
+    n_layer = 8
+    model = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=n_layer, n_head=4, n_embd=256))
+    c_fc_std = torch.cat([b.mlp.c_fc.weight.flatten() for b in model.transformer.h]).std().item()
+    c_proj_std = torch.cat([b.mlp.c_proj.weight.flatten() for b in model.transformer.h]).std()
+    assert c_fc_std == pytest.approx(0.02, rel=0.02)
+    assert c_proj_std.item() == pytest.approx(0.02 / math.sqrt(2 * n_layer), rel=0.02)
+    assert model.transformer.h[0].attn.c_attn.bias.abs().max() == 0
+
+
+def test_parameter_count_matches_the_architecture():
+    V, T, L, C = 65, 16, 2, 32
+    per_block = (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C) + 4 * C
+    total = V * C + T * C + L * per_block + 2 * C  # wte (tied head), wpe, blocks, ln_f
+    model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=L, n_head=4, n_embd=C))
+    assert model.num_params(non_embedding=False) == total
+    assert model.num_params() == total - T * C
+
+
+def test_impossible_configurations_are_clear_errors():
+    with pytest.raises(ValueError, match="divisible by n_head"):
+        GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="dropout"):
+        GPTConfig(dropout=1.0)
+    model = GPT(GPTConfig(**TINY))
+    with pytest.raises(ValueError, match="longer than block_size 16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
