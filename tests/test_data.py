@@ -51,7 +51,7 @@ def test_checksum_failure_is_a_clear_error(shakespeare_path, tmp_path):
     data = bytearray(shakespeare_path.read_bytes())
     data[1000] ^= 1  # same size, one bit flipped
     corrupted.write_bytes(bytes(data))
-    with pytest.raises(DataError, match="not Tiny Shakespeare.*SHA-256"):
+    with pytest.raises(DataError, match=r"not Tiny Shakespeare.*SHA-256"):
         find_shakespeare(corrupted)
     truncated = tmp_path / "short.txt"
     truncated.write_bytes(bytes(data[:5000]))
@@ -69,7 +69,7 @@ def test_lookup_order_is_data_path_then_cache_then_download(shakespeare_path, tm
 
 
 def test_offline_without_a_copy_says_how_to_supply_the_file(tmp_path):
-    with pytest.raises(DataError, match="could not download.*--data_path") as info:
+    with pytest.raises(DataError, match=r"could not download.*--data_path") as info:
         find_shakespeare(None, cache=tmp_path / "input.txt", url="file:///no/such/file.txt")
     assert "\n" not in str(info.value)
     assert not (tmp_path / "input.txt").exists()
@@ -79,7 +79,7 @@ def test_a_corrupt_download_is_not_kept(tmp_path):
     fake = tmp_path / "fake.txt"
     fake.write_text("not shakespeare")
     cache = tmp_path / "cache" / "input.txt"
-    with pytest.raises(DataError, match="download .* is not Tiny Shakespeare"):
+    with pytest.raises(DataError, match=r"download .* is not Tiny Shakespeare"):
         find_shakespeare(None, cache=cache, url=fake.as_uri())
     assert list(cache.parent.iterdir()) == []
 
@@ -143,7 +143,8 @@ def test_same_seed_gives_same_batches_and_another_seed_does_not(shakespeare):
         return [get_batch(shakespeare.train, 4, 16, g) for _ in range(3)]
 
     a, b, c = batches(1), batches(1), batches(2)
-    assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert not torch.equal(a[0][0], c[0][0])
 
 

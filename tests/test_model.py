@@ -18,7 +18,7 @@ TINY = dict(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
 def reference_attention(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
     """softmax(QKᵀ/√d_k)V per head with a causal mask, one head at a time, from the module's
     weights; then the output projection."""
-    B, T, C = x.shape
+    T, C = x.shape[1:]
     nh = attn.n_head
     d_k = C // nh
     qkv = x @ attn.c_attn.weight.T + attn.c_attn.bias

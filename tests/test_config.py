@@ -1,0 +1,140 @@
+"""Configuration: defaults < YAML < command line, and every mistake is one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import train
+from training.config import (
+    CONFIG_DIR,
+    KEYS,
+    ConfigError,
+    TrainConfig,
+    config_for_resume,
+    help_text,
+    parse_args,
+)
+
+
+def write_yaml(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_then_yaml_then_command_line(tmp_path):
+    config_file = write_yaml(tmp_path, "batch_size: 7\nn_layer: 3\n")
+    args = parse_args(["--config", config_file, "--n_layer", "5", "--learning_rate=2e-3"])
+    assert args.config.batch_size == 7  # from YAML
+    assert args.config.n_layer == 5  # command line beats YAML
+    assert args.config.learning_rate == 2e-3  # --key=value
+    assert args.config.n_embd == TrainConfig().n_embd  # default
+    assert args.config.out_dir == str(Path("out") / "exp")  # out/<config name>
+    assert args.cli_values == {"n_layer": 5, "learning_rate": 2e-3}
+
+
+def test_config_is_found_by_name_in_configs_dir():
+    assert parse_args(["--config", "tiny.yaml"]).config_name == "tiny"
+    assert parse_args(["--config", "tiny"]).config.n_layer == 2
+    assert parse_args([]).config_name == "small"  # the newcomer's default
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--compile", "false"], False),
+        (["--compile", "true"], True),
+        (["--compile"], True),
+        (["--no-compile"], False),
+        (["--no_compile"], False),
+        (["--compile=yes"], True),
+    ],
+)
+def test_booleans_accept_values_and_no_prefix(argv, expected, tmp_path):
+    config_file = write_yaml(tmp_path, f"compile: {str(not expected).lower()}\n")
+    assert parse_args(["--config", config_file, *argv]).config.compile is expected
+
+
+def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):
+    # PyYAML reads `1e-3` as a string; a config should not fail on it
+    config_file = write_yaml(tmp_path, "learning_rate: 1e-3\nmax_iters: 5e3\n")
+    config = parse_args(["--config", config_file]).config
+    assert config.learning_rate == 1e-3 and config.max_iters == 5000
+
+
+def test_lr_decay_iters_null_means_max_iters(tmp_path):
+    config = parse_args(["--config", write_yaml(tmp_path, "lr_decay_iters: null\n")]).config
+    assert config.lr_decay_iters is None and config.decay_end == config.max_iters
+    assert parse_args(["--lr_decay_iters", "none"]).config.lr_decay_iters is None
+
+
+@pytest.mark.parametrize(
+    "yaml_text, argv, message",
+    [
+        ("lerning_rate: 0.1\n", [], "unknown key 'lerning_rate' (did you mean learning_rate?)"),
+        ("", ["--lerning_rate", "0.1"], "unknown option --lerning_rate (did you mean"),
+        ("batch_size: twelve\n", [], "batch_size expects an integer, got 'twelve'"),
+        ("batch_size: 1.5\n", [], "batch_size expects an integer"),
+        ("", ["--dropout", "lots"], "dropout expects a number"),
+        ("compile: maybe\n", [], "compile expects true or false"),
+        ("", ["--compile", "maybe"], "compile expects true or false"),
+        ("n_layer: [1\n", [], "invalid YAML at line"),
+        ("- 1\n- 2\n", [], "expected a mapping"),
+        ("n_embd: 130\nn_head: 4\n", [], "n_embd: must be divisible by n_head (4)"),
+        ("", ["--dropout", "1.5"], "dropout: must be in [0, 1)"),
+        ("", ["--min_lr", "1", "--learning_rate", "0.1"], "min_lr: must be between 0 and"),
+        ("", ["--lr_schedule", "exponential"], "lr_schedule: must be one of"),
+        ("", ["--device", "tpu"], "device: must be auto, cpu, cuda"),
+        ("", ["--max_iters"], "--max_iters needs a value"),
+        ("", ["stray"], "unexpected argument 'stray'"),
+        ("", ["--dataset", "text"], "data_path: dataset 'text' needs a data_path"),
+        ("", ["--max_iters", "50", "--warmup_iters", "100"], "max_iters: must not be less than"),
+    ],
+)
+def test_mistakes_are_one_line_errors_naming_the_key(yaml_text, argv, message, tmp_path):
+    config_file = write_yaml(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as info:
+        parse_args(["--config", config_file, *argv])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_config_errors_exit_2_with_one_line_on_stderr(tmp_path, capsys):
+    config_file = write_yaml(tmp_path, "batch_sise: 3\n")
+    assert train.main(["--config", config_file]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert "batch_sise" in captured.err and "did you mean batch_size" in captured.err
+    assert captured.out == ""
+
+
+def test_missing_config_file_lists_what_exists():
+    with pytest.raises(ConfigError, match=r"not found; configs/ has: .*tiny\.yaml"):
+        parse_args(["--config", "nonexistent"])
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    config = parse_args(["--config", str(path)]).config
+    assert config.n_embd % config.n_head == 0
+
+
+def test_help_lists_every_key_with_its_default(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert text == help_text() + "\n"
+    for key in KEYS:
+        assert f"--{key} " in text
+    assert "[default: 1337]" in text  # seed
+
+
+def test_resume_keeps_checkpoint_config_and_applies_command_line(tmp_path):
+    saved = TrainConfig(max_iters=10, warmup_iters=2, n_layer=3, out_dir="elsewhere").to_dict()
+    config = config_for_resume(saved, {"max_iters": 20}, tmp_path)
+    assert (config.max_iters, config.n_layer, config.out_dir) == (20, 3, str(tmp_path))
+    with pytest.raises(ConfigError, match="n_layer cannot change when resuming"):
+        config_for_resume(saved, {"n_layer": 4}, tmp_path)

@@ -1,0 +1,313 @@
+"""Training end to end on configs/tiny.yaml: TensorBoard files read back by TensorBoard's own
+reader, exact resume, checkpoints that survive a crash, signals, and the user's mistakes."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+from data import load_dataset
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import parse_args
+from training.run import RunExistsError, run_training
+from training.runtime import Runtime
+from training.trainer import NonFiniteLoss, Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_argv(shakespeare_path, shakespeare, tmp_path):
+    """Command-line arguments for a tiny.yaml run in a private directory."""
+
+    def make(*extra: str, out: str = "run") -> list[str]:
+        return [
+            "--config", "tiny",
+            "--data_path", str(shakespeare_path),
+            "--data_dir", str(shakespeare.data_dir),
+            "--out_dir", str(tmp_path / out),
+            "--device", "cpu",
+            *extra,
+        ]  # fmt: skip
+
+    return make
+
+
+def read_events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def scalars(events: EventAccumulator, tag: str) -> dict[int, float]:
+    steps = [(e.step, e.value) for e in events.Scalars(tag)]
+    assert len({s for s, _ in steps}) == len(steps), f"{tag} has a step twice: {steps}"
+    return dict(steps)
+
+
+def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tmp_path, capsys):
+    assert train.main(tiny_argv()) == 0
+    run_dir = tmp_path / "run"
+    events = read_events(run_dir)
+    tags = events.Tags()
+    for tag in ("loss/train", "loss/val", "lr", "grad_norm", "tokens_per_sec"):
+        assert tag in tags["scalars"], tag
+    assert "sample/text_summary" in tags["tensors"]
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    val = scalars(events, "loss/val")
+    assert list(val) == [0, 20, 40, 60]
+    assert all(math.isfinite(v) for v in val.values())
+    assert val[60] < val[20] < val[0]
+    assert abs(val[0] - math.log(65)) < 0.1
+    assert [p.name for p in run_dir.iterdir() if p.is_dir()] == []  # no stray sub-runs
+    assert {"last.pt", "best.pt", "config.yaml"} <= {p.name for p in run_dir.iterdir()}
+    printed = capsys.readouterr().out
+    assert "tokens per iteration: 1 micro-step x 1 process x 8 batch x 32 block = 256" in printed
+    assert "n_layer: 2" in printed  # the resolved config is printed ...
+    assert "n_layer: 2" in (run_dir / "config.yaml").read_text()  # ... and saved
+
+
+def test_checkpoint_loads_with_weights_only_and_holds_the_whole_state(tiny_argv, tmp_path):
+    assert train.main(tiny_argv()) == 0
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    for key in ("model", "optimizer", "scaler", "iter_num", "best_val_loss", "config", "vocab",
+                "rng", "format_version", "model_args"):  # fmt: skip
+        assert key in checkpoint
+    assert checkpoint["iter_num"] == 60
+    assert len(checkpoint["vocab"]) == 65
+    assert not any(k.startswith("_orig_mod") for k in checkpoint["model"])
+
+
+def final_state(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "last.pt")
+
+
+RESUME_RUN = ("--max_iters", "20", "--lr_decay_iters", "20", "--eval_interval", "5",
+              "--log_interval", "1", "--dropout", "0.1")  # fmt: skip
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    state_a, state_b = final_state(a), final_state(b)
+    assert state_a["iter_num"] == state_b["iter_num"] == 20
+    for name, tensor in state_a["model"].items():
+        assert torch.equal(tensor, state_b["model"][name]), name
+    events_a, events_b = read_events(a), read_events(b)
+    for tag in ("loss/train_step", "loss/val", "lr"):
+        assert scalars(events_a, tag) == scalars(events_b, tag), tag
+
+
+def test_resume_matches_uninterrupted_run(tiny_argv, tmp_path):
+    """Stopped at 10 and resumed to 20 (schedule fixed by lr_decay_iters, dropout on): the same
+    weights and the same losses as 20 iterations in one go."""
+    assert train.main(tiny_argv(*RESUME_RUN, out="straight")) == 0
+    assert train.main(tiny_argv(*RESUME_RUN, "--max_iters", "10", out="resumed")) == 0
+    assert train.main(tiny_argv("--resume", "--max_iters", "20", out="resumed")) == 0
+    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+
+
+def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
+    tiny_argv, tmp_path, monkeypatch
+):
+    """A crash at iteration 13 loses the steps after the checkpoint at 10, though TensorBoard had
+    logged them. The resumed run redoes them; TensorBoard shows each step once, the new values."""
+    assert train.main(tiny_argv(*RESUME_RUN, out="straight")) == 0
+    original_step = Trainer.train_step
+
+    def crash_at_13(self, batches):
+        if self.iter_num == 13:
+            raise RuntimeError("simulated crash")
+        return original_step(self, batches)
+
+    monkeypatch.setattr(Trainer, "train_step", crash_at_13)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_training(parse_args(tiny_argv(*RESUME_RUN, out="crashed")))
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter_num"] == 10
+    assert train.main(tiny_argv("--resume", out="crashed")) == 0
+    assert_same_run(tmp_path / "straight", tmp_path / "crashed")
+
+
+def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys):
+    assert train.main(tiny_argv("--max_iters", "20")) == 0
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert train.main(tiny_argv("--max_iters", "20")) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--resume" in err and "--overwrite" in err
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+    with pytest.raises(RunExistsError):
+        run_training(parse_args(tiny_argv("--max_iters", "20")))
+    assert train.main(tiny_argv("--max_iters", "20", "--overwrite", "--seed", "7")) == 0
+    assert (tmp_path / "run" / "last.pt").read_bytes() != before
+    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
+
+
+def test_crash_during_checkpoint_write_leaves_previous_checkpoint_loadable(tmp_path):
+    """A process that dies (os._exit, no cleanup) halfway through writing last.pt."""
+    path = tmp_path / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(3)}, "model_args": {}, "config": {},
+                     "vocab": [], "iter_num": 1}, path)  # fmt: skip
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import torch
+        import training.checkpoint as checkpoint
+
+        real_open = open
+        class DiesMidWrite:
+            def __init__(self, f): self.f = f
+            def __enter__(self): return self
+            def __exit__(self, *exc): return False
+            def write(self, data):
+                self.f.write(data[: len(data) // 2]); self.f.flush()
+                os._exit(3)  # the machine loses power here
+        checkpoint.open = lambda p, mode: DiesMidWrite(real_open(p, mode))
+        state = {{"model": {{"w": torch.zeros(1000)}}, "model_args": {{}}, "config": {{}},
+                 "vocab": [], "iter_num": 2}}
+        checkpoint.save_checkpoint(state, checkpoint.Path({str(path)!r}))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert result.returncode == 3, result.stderr.decode()
+    assert list(tmp_path.glob(".last.pt.*.tmp")), "the interrupted write should have left a tmp"
+    survivor = load_checkpoint(path)
+    assert survivor["iter_num"] == 1 and torch.equal(survivor["model"]["w"], torch.ones(3))
+
+
+def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
+    argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *argv],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    for line in process.stdout:  # wait until it is training
+        if line.startswith("iter 10:"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert "SIGINT" in err and "--resume" in err
+    stopped_at = load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"]
+    assert 10 <= stopped_at < 100000
+    resume = tiny_argv("--resume", "--max_iters", str(stopped_at + 5))
+    assert train.main(resume) == 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] == stopped_at + 5
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_argv, tmp_path, monkeypatch):
+    from model import GPT
+
+    original_forward = GPT.forward
+    calls = {"n": 0}
+
+    def goes_nan_after_25_steps(self, idx, targets=None, kv_cache=None):
+        logits, loss = original_forward(self, idx, targets, kv_cache)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] > 25:
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(GPT, "forward", goes_nan_after_25_steps)
+    with pytest.raises(NonFiniteLoss):
+        run_training(parse_args(tiny_argv("--log_interval", "1")))
+    calls["n"] = 0
+    assert train.main(tiny_argv("--log_interval", "1", "--overwrite")) == 1
+    good = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert good["iter_num"] == 20
+    assert all(torch.isfinite(t).all() for t in good["model"].values())
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--device", "cuda"), "CUDA is not available"),
+        (("--data_path", "/no/such/input.txt"), "does not exist"),
+        (("--resume", "/no/such/run"), "nothing to resume"),
+    ],
+)
+def test_user_mistakes_at_start_are_one_line_and_exit_1(tiny_argv, capsys, extra, message):
+    if extra[1] == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert train.main([*tiny_argv(), *extra]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_corrupted_checkpoint_on_resume_is_a_clear_error(tiny_argv, tmp_path, capsys):
+    assert train.main(tiny_argv("--max_iters", "20")) == 0
+    last = tmp_path / "run" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    capsys.readouterr()
+    assert train.main(tiny_argv("--resume")) == 1
+    err = capsys.readouterr().err
+    assert "cannot read checkpoint" in err and err.count("\n") == 1
+
+
+def test_command_line_errors_print_no_traceback(tiny_argv):
+    """The real process: a config mistake is one stderr line and exit code 2, and nothing else."""
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "train.py", *tiny_argv(), "--n_embd", "33"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "n_embd" in result.stderr
+    assert result.stdout == ""
+    assert time.perf_counter() - start < 30
+
+
+def test_gradient_accumulation_equals_one_larger_batch(tiny_config, shakespeare):
+    """Two micro-batches of B, loss scaled by 1/2, give the same update as one batch of 2B."""
+    generator = torch.Generator().manual_seed(0)
+    from data import get_batch
+
+    x, y = get_batch(shakespeare.train, 8, 32, generator)
+    runtime = Runtime(torch.device("cpu"), torch.float32)
+    accumulated = Trainer(tiny_config(gradient_accumulation_steps=2, batch_size=4), runtime,
+                          shakespeare)  # fmt: skip
+    single = Trainer(tiny_config(batch_size=8), runtime, shakespeare)
+    accumulated.train_step(iter([(x[:4], y[:4]), (x[4:], y[4:])]))
+    single.train_step(iter([(x, y)]))
+    for (name, a), b in zip(accumulated.raw_model.named_parameters(),
+                            single.raw_model.parameters(), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_weight_decay_applies_to_matrices_only(tiny_config, shakespeare):
+    trainer = Trainer(tiny_config(), Runtime(torch.device("cpu"), torch.float32), shakespeare)
+    decayed, plain = trainer.optimizer.param_groups
+    assert decayed["weight_decay"] > 0 and plain["weight_decay"] == 0
+    assert all(p.dim() == 2 for p in decayed["params"])
+    assert all(p.dim() == 1 for p in plain["params"])
+    n_params = sum(p.numel() for g in trainer.optimizer.param_groups for p in g["params"])
+    assert n_params == trainer.raw_model.num_params(non_embedding=False)
+
+
+def test_validation_windows_are_the_same_at_every_evaluation(tiny_config, shakespeare):
+    trainer = Trainer(tiny_config(), Runtime(torch.device("cpu"), torch.float32), shakespeare)
+    assert trainer.estimate_loss() == trainer.estimate_loss()
+
+
+def test_own_text_corpus_trains(tmp_path, capsys):
+    corpus = tmp_path / "mine.txt"
+    corpus.write_text("To code, or not to code: that is the question.\n" * 200)
+    argv = ["--config", "tiny", "--dataset", "text", "--data_path", str(corpus),
+            "--data_dir", str(tmp_path / "prepared"), "--out_dir", str(tmp_path / "run"),
+            "--max_iters", "10", "--eval_interval", "5"]  # fmt: skip
+    assert train.main(argv) == 0
+    assert load_dataset("text", corpus, tmp_path / "prepared").tokenizer.vocab_size == len(
+        set(corpus.read_text())
+    )

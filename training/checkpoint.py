@@ -1,0 +1,108 @@
+"""Checkpoints that survive a crash, and that `torch.load(..., weights_only=True)` can read.
+
+A checkpoint holds only primitives, tensors and state dicts. It is written to a temporary file and
+renamed into place, so a crash mid-write leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "model", "model_args", "config", "vocab", "iter_num")
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or not one of ours."""
+
+
+def write_bytes_atomic(path: Path, payload: bytes) -> None:
+    """Write payload to path so that path always holds either its old bytes or all of the new."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def serialize(checkpoint: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
+    """Serialize once and write atomically to each path (last.pt, and best.pt when it improved)."""
+    payload = serialize({"format_version": CHECKPOINT_VERSION, **checkpoint})
+    for path in paths:
+        write_bytes_atomic(path, payload)
+
+
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory (its best.pt, falling back to last.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} holds no checkpoint (no best.pt or last.pt)")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with weights_only=True; anything wrong is a one-line CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many kinds for a damaged file; all mean the same here
+        reason = (
+            str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
+        )
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: damaged, or not a PyTorch checkpoint ({reason[:160]})"
+        ) from None
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a checkpoint written by this project's train.py")
+    if checkpoint["format_version"] > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {checkpoint['format_version']}; this code reads up to "
+            f"{CHECKPOINT_VERSION}: update the code"
+        )
+    return checkpoint
+
+
+def restore_model(
+    checkpoint: dict[str, Any], device: str | torch.device = "cpu"
+) -> tuple[Any, Any]:
+    """The model (in eval mode, on device) and tokenizer, rebuilt from a checkpoint alone."""
+    from data import CharTokenizer
+    from model import GPT, GPTConfig
+
+    try:
+        model = GPT(GPTConfig(**checkpoint["model_args"]))
+        model.load_state_dict(checkpoint["model"])
+        tokenizer = CharTokenizer(checkpoint["vocab"])
+    except (TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0][:200]
+        raise CheckpointError(f"checkpoint does not hold a usable model: {reason}") from None
+    return model.to(device).eval(), tokenizer

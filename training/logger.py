@@ -1,0 +1,108 @@
+"""Where training reports go. Metrics go through one small interface (TensorBoard or nothing);
+the console shows a tqdm bar on a terminal and plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+
+class Logger(Protocol):
+    def scalar(self, tag: str, value: float, step: int) -> None: ...
+    def text(self, tag: str, text: str, step: int) -> None: ...
+    def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullLogger:
+    """Records nothing: for other ranks than 0, tests, and `--no-tensorboard`."""
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        pass
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        pass
+
+    def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoardLogger:
+    """Event files in log_dir, one run.
+
+    purge_step: on resume, the step the run continues from. TensorBoard then drops whatever the
+    interrupted run had logged at that step or later, so no step appears twice.
+    """
+
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
+
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        # TensorBoard renders text as Markdown; indenting makes it a code block, kept verbatim
+        self.writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()), step)
+
+    def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
+        """Hyperparameters into this run's own event file. SummaryWriter.add_hparams would open a
+        second, timestamped run beside it; writing the three hparams summaries directly does not."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        plain = {
+            k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in hparams.items()
+        }
+        for summary in hparams_summaries(plain, {tag: 0.0 for tag in metric_tags}):
+            self.writer.file_writer.add_summary(summary)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Console:
+    """Prints for rank 0 only. On a terminal, a tqdm bar tracks iterations and log lines print
+    above it; elsewhere (CI, a file) the bar is off and log lines are plain."""
+
+    def __init__(self, enabled: bool = True, interactive: bool | None = None) -> None:
+        self.enabled = enabled
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.bar: tqdm | None = None
+
+    def print(self, message: str, error: bool = False) -> None:
+        if not self.enabled:
+            return
+        stream = sys.stderr if error else sys.stdout
+        if self.bar is not None:
+            tqdm.write(message, file=stream)
+        else:
+            print(message, file=stream, flush=True)
+
+    def start_bar(self, total: int, initial: int) -> None:
+        if self.enabled and self.interactive:
+            self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
+
+    def update_bar(self, n: int = 1, **postfix: str) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,147 @@
+"""Where and how the model runs: device, precision and distributed setup, decided once, here.
+
+Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE) a process group is started: NCCL with
+one GPU per local rank on CUDA, gloo on the CPU. Without torchrun nothing changes: one process,
+rank 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class DeviceError(Exception):
+    """The requested device or precision is not available on this machine."""
+
+
+def _mps_available() -> bool:
+    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto picks CUDA, then MPS, then CPU; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {name!r} requested but CUDA is not available here; "
+                "use --device auto or --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    if device.type == "mps" and not _mps_available():
+        raise DeviceError(
+            "device 'mps' requested but MPS is not available here; use --device auto or cpu"
+        )
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 autocast on CUDA that supports it, fp16 (with a gradient scaler) on older CUDA,
+    fp32 on CPU and MPS."""
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    dtype = DTYPES[name]
+    if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("dtype bfloat16 requested but this GPU does not support it; use float16")
+    if dtype == torch.float16 and device.type == "cpu":
+        raise DeviceError("dtype float16 is for GPUs; on the CPU use bfloat16 or float32")
+    return dtype
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype  # autocast precision; float32 means no autocast
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1 or dist.is_initialized()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def synchronize(self) -> None:
+        """Wait for queued GPU work, so a clock read afterwards measures it."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
+    """Decide device and precision; under torchrun, join the process group."""
+    if not launched_by_torchrun():
+        resolved = resolve_device(device)
+        return Runtime(resolved, resolve_dtype(dtype, resolved))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    world_size = int(os.environ["WORLD_SIZE"])
+    resolved = resolve_device(device)
+    if resolved.type == "cuda":
+        if device not in ("auto", "cuda"):
+            raise DeviceError("under torchrun give --device cuda or auto: each rank takes its GPU")
+        if local_rank >= torch.cuda.device_count():
+            raise DeviceError(
+                f"local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
+                "use --nproc_per_node at most that"
+            )
+        resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+        backend = "nccl"
+    elif resolved.type == "cpu":
+        backend = "gloo"
+    else:
+        raise DeviceError(f"torchrun training runs on CUDA (NCCL) or CPU (gloo), not {resolved}")
+    if backend == "nccl":
+        dist.init_process_group(backend, device_id=resolved)
+    else:
+        dist.init_process_group(backend)
+    return Runtime(resolved, resolve_dtype(dtype, resolved), rank, local_rank, world_size)
+
+
+def teardown_runtime() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def runtime_for(device: str = "auto", dtype: str = "auto") -> Iterator[Runtime]:
+    runtime = setup_runtime(device, dtype)
+    try:
+        yield runtime
+    finally:
+        teardown_runtime()
