@@ -1,0 +1,207 @@
+"""Generation: the KV cache against the plain path, the sampling filters against brute force, and
+sample.py end to end on a checkpoint that a tiny.yaml run writes here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+import sample
+import train
+from model import GPT, GPTConfig, generate, sample_next_token
+from model.generate import _Stepper, window_start
+
+BLOCK = 16
+
+
+@pytest.fixture
+def model() -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32)).eval()
+
+
+@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
+@pytest.mark.parametrize("prompt_len, new", [(3, 10), (3, 60), (BLOCK + 5, 40)])
+def test_greedy_generation_is_the_same_with_and_without_the_cache(pos_embedding, prompt_len, new):
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32,
+                       pos_embedding=pos_embedding)  # fmt: skip
+    model = GPT(config).eval()
+    prompt = torch.randint(0, 65, (2, prompt_len))
+    cached = generate(model, prompt, new, temperature=0.0, use_kv_cache=True)
+    plain = generate(model, prompt, new, temperature=0.0, use_kv_cache=False)
+    assert cached.shape == (2, prompt_len + new)
+    assert torch.equal(cached, plain)
+
+
+def test_cached_logits_match_uncached_logits_past_block_size(model):
+    idx = torch.randint(0, 65, (3, 2))
+    cached, plain = _Stepper(model, use_kv_cache=True), _Stepper(model, use_kv_cache=False)
+    for _ in range(3 * BLOCK):  # three window jumps
+        logits = cached.logits(idx)
+        torch.testing.assert_close(logits, plain.logits(idx), atol=1e-5, rtol=1e-5)
+        idx = torch.cat((idx, torch.randint(0, 65, (3, 1))), dim=1)
+
+
+def test_cached_logits_equal_a_fresh_forward_over_the_window(model):
+    """Independent of both paths: each step's logits are those of model(window) at its end."""
+    idx = torch.randint(0, 65, (1, 1))
+    stepper = _Stepper(model, use_kv_cache=True)
+    start = None
+    for _ in range(2 * BLOCK + 3):
+        start = window_start(idx.size(1), start, BLOCK)
+        window = idx[:, start:]
+        assert window.size(1) <= BLOCK
+        expected = model(window)[0][:, -1]
+        torch.testing.assert_close(stepper.logits(idx), expected, atol=1e-5, rtol=1e-5)
+        idx = torch.cat((idx, torch.randint(0, 65, (1, 1))), dim=1)
+
+
+def test_context_window_jumps_to_keep_the_newest_half():
+    assert window_start(5, None, 16) == 0
+    assert window_start(40, None, 16) == 24  # a long prompt keeps its last block_size
+    assert window_start(16, 0, 16) == 0  # full, still fits
+    assert window_start(17, 0, 16) == 9  # overflow: keep the newest 8
+    assert window_start(24, 9, 16) == 9
+    assert window_start(26, 9, 16) == 18
+
+
+def test_same_seed_gives_same_text_and_another_seed_does_not(model):
+    prompt = torch.zeros(1, 1, dtype=torch.long)
+
+    def draw(seed):
+        return generate(model, prompt, 40, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(draw(1), draw(1))
+    assert not torch.equal(draw(1), draw(2))
+
+
+def test_top_k_1_equals_greedy(model):
+    prompt = torch.randint(0, 65, (2, 4))
+    top1 = generate(model, prompt, 30, temperature=1.0, top_k=1,
+                    generator=torch.Generator().manual_seed(0))  # fmt: skip
+    greedy = generate(model, prompt, 30, temperature=0.0)
+    assert torch.equal(top1, greedy)
+
+
+def support(logits: torch.Tensor, draws: int = 4000, **kwargs) -> set[int]:
+    generator = torch.Generator().manual_seed(0)
+    batch = logits.expand(draws, -1)
+    return set(sample_next_token(batch, generator=generator, **kwargs).flatten().tolist())
+
+
+def smallest_set_reaching(probs: list[float], p: float) -> set[int]:
+    """Brute force: the most likely tokens, added one by one until their mass reaches p."""
+    chosen, mass = set(), 0.0
+    for i in sorted(range(len(probs)), key=lambda i: -probs[i]):
+        if mass >= p:
+            break
+        chosen.add(i)
+        mass += probs[i]
+    return chosen
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.5, 0.6, 0.8, 0.81, 0.95, 0.99, 1.0])
+def test_top_p_keeps_the_smallest_set_whose_mass_reaches_p(top_p):
+    probs = [0.05, 0.5, 0.15, 0.3]  # shuffled, so vocabulary order is not probability order
+    logits = torch.tensor([probs]).log()
+    assert support(logits, top_p=top_p) == smallest_set_reaching(probs, top_p)
+
+
+def test_top_k_keeps_the_k_most_likely():
+    logits = torch.tensor([[0.1, 3.0, 2.0, -1.0, 2.5]])
+    assert support(logits, top_k=2) == {1, 4}
+    assert support(logits, top_k=10) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_temperature_samples_softmax_of_logits_over_temperature(temperature):
+    logits = torch.tensor([[1.0, 0.0, -1.0]])
+    expected = F.softmax(logits / temperature, dim=-1)[0]
+    generator = torch.Generator().manual_seed(0)
+    draws = sample_next_token(logits.expand(20000, -1), temperature, generator=generator)
+    observed = torch.bincount(draws.flatten(), minlength=3) / 20000
+    torch.testing.assert_close(observed, expected, atol=0.015, rtol=0)
+
+
+# ---- sample.py -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, shakespeare_path):
+    """A checkpoint directory written by a real tiny.yaml run."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    argv = ["--config", "tiny", "--data_path", str(shakespeare_path), "--out_dir",
+            str(root / "run"), "--data_dir", str(root / "data"), "--device", "cpu"]  # fmt: skip
+    assert train.main(argv) == 0
+    return root / "run"
+
+
+def run_sample(capsys, *argv: str) -> tuple[int, str, str]:
+    code = sample.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_sampling_from_a_trained_checkpoint(tiny_run, capsys):
+    argv = ("--prompt", "ROMEO:", "--num_samples", "3", "--max_new_tokens", "80", "--no-stream")
+    code, out, _ = run_sample(capsys, "--ckpt", str(tiny_run), *argv)
+    assert code == 0
+    samples = out.split(sample.SEPARATOR + "\n")
+    assert len(samples) == 3
+    assert all(s.startswith("ROMEO:") for s in samples)
+    assert all(len(s.rstrip("\n")) >= len("ROMEO:") + 70 for s in samples)  # newlines may trail
+
+
+def test_sample_cli_is_deterministic_and_streaming_gives_the_same_text(tiny_run, capsys):
+    argv = ("--ckpt", str(tiny_run / "last.pt"), "--max_new_tokens", "100", "--seed", "5")
+    first = run_sample(capsys, *argv, "--no-stream")
+    assert first == run_sample(capsys, *argv, "--no-stream")
+    assert first == run_sample(capsys, *argv, "--stream")
+    assert first != run_sample(capsys, *argv[:-1], "6", "--no-stream")
+
+
+def test_sample_cli_greedy_is_the_same_without_the_cache_past_block_size(tiny_run, capsys):
+    argv = ("--ckpt", str(tiny_run), "--temperature", "0", "--max_new_tokens", "90")  # block 32
+    assert run_sample(capsys, *argv) == run_sample(capsys, *argv, "--no_kv_cache")
+
+
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (("--temperature", "-1"), 2, "--temperature must be 0"),
+        (("--top_p", "0"), 2, "--top_p must be in (0, 1]"),
+        (("--top_p", "1.5"), 2, "--top_p must be in (0, 1]"),
+        (("--top_k", "0"), 2, "--top_k must be at least 1"),
+        (("--prompt", ""), 2, "prompt is empty"),
+        (("--prompt", "zebra€ and ☃"), 1, "characters '€', '☃' not in the vocabulary"),
+        (("--prompt_file", "/no/such/prompt.txt"), 2, "does not exist"),
+        (("--device", "cuda"), 1, "CUDA is not available"),
+        (("--bogus", "1"), 2, "unrecognized arguments: --bogus"),
+    ],
+)
+def test_sample_cli_mistakes_are_one_line(tiny_run, capsys, argv, code, message):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    result_code, out, err = run_sample(capsys, "--ckpt", str(tiny_run), *argv)
+    assert (result_code, out) == (code, "")
+    assert message in err and err.count("\n") == 1
+
+
+def test_missing_or_corrupted_checkpoint_is_one_line(tmp_path, tiny_run, capsys):
+    code, _, err = run_sample(capsys, "--ckpt", str(tmp_path / "nothing.pt"))
+    assert code == 1 and "does not exist" in err and err.count("\n") == 1
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes((tiny_run / "last.pt").read_bytes()[:5000])
+    code, _, err = run_sample(capsys, "--ckpt", str(broken))
+    assert code == 1 and "cannot read checkpoint" in err and err.count("\n") == 1
+    code, _, err = run_sample(capsys, "--ckpt", str(tmp_path))
+    assert code == 1 and "holds no checkpoint" in err
+
+
+def test_prompt_longer_than_the_context_is_explained(tiny_run, capsys):
+    code, out, err = run_sample(capsys, "--ckpt", str(tiny_run), "--prompt", "to be " * 10,
+                                "--max_new_tokens", "5")  # fmt: skip
+    assert code == 0 and out.startswith("to be " * 10)
+    assert "the model sees only the last 32" in err
