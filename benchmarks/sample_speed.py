@@ -50,8 +50,9 @@ def main() -> None:
         model, _ = restore_model(load_checkpoint(resolve_checkpoint_path(args.ckpt)), device)
     else:  # shakespeare_char.yaml's model: 6 layers, 6 heads, 384 channels, block 256
         torch.manual_seed(0)
-        config = GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384,
-                           bias=False)  # fmt: skip
+        config = GPTConfig(
+            vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, bias=False
+        )
         model = GPT(config).to(device).eval()
     c = model.config
     print(machine_line(device))

@@ -17,6 +17,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from helpers import flags  # noqa: E402
+
 from data import PreparedData, load_dataset  # noqa: E402
 from data.corpus import SHAKESPEARE_CACHE  # noqa: E402
 from training.config import TrainConfig, build_config, read_yaml  # noqa: E402
@@ -62,5 +64,19 @@ def tiny_config(shakespeare_path: Path, shakespeare: PreparedData, tmp_path: Pat
         )
         values.update(overrides)
         return build_config(values, "test")
+
+    return make
+
+
+@pytest.fixture
+def tiny_argv(shakespeare_path: Path, shakespeare: PreparedData, tmp_path: Path):
+    """A factory: train.py arguments for a tiny.yaml run on the CPU in a private out_dir
+    (tmp_path / out), followed by any extra arguments."""
+
+    def make(*extra: str, out: str = "run") -> list[str]:
+        paths = flags(
+            data_path=shakespeare_path, data_dir=shakespeare.data_dir, out_dir=tmp_path / out
+        )
+        return ["--config", "tiny", "--device", "cpu", *paths, *extra]
 
     return make

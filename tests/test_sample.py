@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import flags
 from torch.nn import functional as F
 
 import sample
@@ -25,8 +26,9 @@ def model() -> GPT:
 @pytest.mark.parametrize("prompt_len, new", [(3, 10), (3, 60), (BLOCK + 5, 40)])
 def test_greedy_generation_is_the_same_with_and_without_the_cache(pos_embedding, prompt_len, new):
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32,
-                       pos_embedding=pos_embedding)  # fmt: skip
+    config = GPTConfig(
+        vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32, pos_embedding=pos_embedding
+    )
     model = GPT(config).eval()
     prompt = torch.randint(0, 65, (2, prompt_len))
     cached = generate(model, prompt, new, temperature=0.0, use_kv_cache=True)
@@ -79,8 +81,9 @@ def test_same_seed_gives_same_text_and_another_seed_does_not(model):
 
 def test_top_k_1_equals_greedy(model):
     prompt = torch.randint(0, 65, (2, 4))
-    top1 = generate(model, prompt, 30, temperature=1.0, top_k=1,
-                    generator=torch.Generator().manual_seed(0))  # fmt: skip
+    top1 = generate(
+        model, prompt, 30, temperature=1.0, top_k=1, generator=torch.Generator().manual_seed(0)
+    )
     greedy = generate(model, prompt, 30, temperature=0.0)
     assert torch.equal(top1, greedy)
 
@@ -132,8 +135,13 @@ def test_temperature_samples_softmax_of_logits_over_temperature(temperature):
 def tiny_run(tmp_path_factory, shakespeare_path):
     """A checkpoint directory written by a real tiny.yaml run."""
     root = tmp_path_factory.mktemp("tiny_run")
-    argv = ["--config", "tiny", "--data_path", str(shakespeare_path), "--out_dir",
-            str(root / "run"), "--data_dir", str(root / "data"), "--device", "cpu"]  # fmt: skip
+    argv = flags(
+        config="tiny",
+        device="cpu",
+        data_path=shakespeare_path,
+        data_dir=root / "data",
+        out_dir=root / "run",
+    )
     assert train.main(argv) == 0
     return root / "run"
 
@@ -201,7 +209,8 @@ def test_missing_or_corrupted_checkpoint_is_one_line(tmp_path, tiny_run, capsys)
 
 
 def test_prompt_longer_than_the_context_is_explained(tiny_run, capsys):
-    code, out, err = run_sample(capsys, "--ckpt", str(tiny_run), "--prompt", "to be " * 10,
-                                "--max_new_tokens", "5")  # fmt: skip
+    code, out, err = run_sample(
+        capsys, "--ckpt", str(tiny_run), "--prompt", "to be " * 10, "--max_new_tokens", "5"
+    )
     assert code == 0 and out.startswith("to be " * 10)
     assert "the model sees only the last 32" in err

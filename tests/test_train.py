@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import flags
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
@@ -25,23 +26,6 @@ from training.runtime import Runtime
 from training.trainer import NonFiniteLoss, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def tiny_argv(shakespeare_path, shakespeare, tmp_path):
-    """Command-line arguments for a tiny.yaml run in a private directory."""
-
-    def make(*extra: str, out: str = "run") -> list[str]:
-        return [
-            "--config", "tiny",
-            "--data_path", str(shakespeare_path),
-            "--data_dir", str(shakespeare.data_dir),
-            "--out_dir", str(tmp_path / out),
-            "--device", "cpu",
-            *extra,
-        ]  # fmt: skip
-
-    return make
 
 
 def read_events(run_dir: Path) -> EventAccumulator:
@@ -81,8 +65,18 @@ def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tm
 def test_checkpoint_loads_with_weights_only_and_holds_the_whole_state(tiny_argv, tmp_path):
     assert train.main(tiny_argv()) == 0
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    for key in ("model", "optimizer", "scaler", "iter_num", "best_val_loss", "config", "vocab",
-                "rng", "format_version", "model_args"):  # fmt: skip
+    for key in (
+        "model",
+        "optimizer",
+        "scaler",
+        "iter_num",
+        "best_val_loss",
+        "config",
+        "vocab",
+        "rng",
+        "format_version",
+        "model_args",
+    ):
         assert key in checkpoint
     assert checkpoint["iter_num"] == 60
     assert len(checkpoint["vocab"]) == 65
@@ -93,8 +87,18 @@ def final_state(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / "last.pt")
 
 
-RESUME_RUN = ("--max_iters", "20", "--lr_decay_iters", "20", "--eval_interval", "5",
-              "--log_interval", "1", "--dropout", "0.1")  # fmt: skip
+RESUME_RUN = (
+    "--max_iters",
+    "20",
+    "--lr_decay_iters",
+    "20",
+    "--eval_interval",
+    "5",
+    "--log_interval",
+    "1",
+    "--dropout",
+    "0.1",
+)
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -156,8 +160,10 @@ def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys)
 def test_crash_during_checkpoint_write_leaves_previous_checkpoint_loadable(tmp_path):
     """A process that dies (os._exit, no cleanup) halfway through writing last.pt."""
     path = tmp_path / "last.pt"
-    save_checkpoint({"model": {"w": torch.ones(3)}, "model_args": {}, "config": {},
-                     "vocab": [], "iter_num": 1}, path)  # fmt: skip
+    save_checkpoint(
+        {"model": {"w": torch.ones(3)}, "model_args": {}, "config": {}, "vocab": [], "iter_num": 1},
+        path,
+    )
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(ROOT)!r})
@@ -188,9 +194,12 @@ def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
     argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
     process = subprocess.Popen(
         [sys.executable, "train.py", *argv],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
     for line in process.stdout:  # wait until it is training
         if line.startswith("iter 10:"):
             break
@@ -261,8 +270,11 @@ def test_command_line_errors_print_no_traceback(tiny_argv):
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "train.py", *tiny_argv(), "--n_embd", "33"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "n_embd" in result.stderr
     assert result.stdout == ""
@@ -276,13 +288,15 @@ def test_gradient_accumulation_equals_one_larger_batch(tiny_config, shakespeare)
 
     x, y = get_batch(shakespeare.train, 8, 32, generator)
     runtime = Runtime(torch.device("cpu"), torch.float32)
-    accumulated = Trainer(tiny_config(gradient_accumulation_steps=2, batch_size=4), runtime,
-                          shakespeare)  # fmt: skip
+    accumulated = Trainer(
+        tiny_config(gradient_accumulation_steps=2, batch_size=4), runtime, shakespeare
+    )
     single = Trainer(tiny_config(batch_size=8), runtime, shakespeare)
     accumulated.train_step(iter([(x[:4], y[:4]), (x[4:], y[4:])]))
     single.train_step(iter([(x, y)]))
-    for (name, a), b in zip(accumulated.raw_model.named_parameters(),
-                            single.raw_model.parameters(), strict=True):  # fmt: skip
+    for (name, a), b in zip(
+        accumulated.raw_model.named_parameters(), single.raw_model.parameters(), strict=True
+    ):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
@@ -304,9 +318,15 @@ def test_validation_windows_are_the_same_at_every_evaluation(tiny_config, shakes
 def test_own_text_corpus_trains(tmp_path, capsys):
     corpus = tmp_path / "mine.txt"
     corpus.write_text("To code, or not to code: that is the question.\n" * 200)
-    argv = ["--config", "tiny", "--dataset", "text", "--data_path", str(corpus),
-            "--data_dir", str(tmp_path / "prepared"), "--out_dir", str(tmp_path / "run"),
-            "--max_iters", "10", "--eval_interval", "5"]  # fmt: skip
+    argv = flags(
+        config="tiny",
+        dataset="text",
+        data_path=corpus,
+        data_dir=tmp_path / "prepared",
+        out_dir=tmp_path / "run",
+        max_iters=10,
+        eval_interval=5,
+    )
     assert train.main(argv) == 0
     assert load_dataset("text", corpus, tmp_path / "prepared").tokenizer.vocab_size == len(
         set(corpus.read_text())

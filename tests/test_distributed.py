@@ -1,0 +1,109 @@
+"""Distributed training with torchrun and gloo on the CPU: real processes, real collectives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ddp_step_worker as worker
+import pytest
+import torch
+from helpers import flags
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from training.checkpoint import load_checkpoint
+from training.runtime import Runtime
+from training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed is not built in"
+)
+
+
+def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_two_ranks_with_batch_b_update_like_one_process_with_batch_2b(tmp_path):
+    result = run([*TORCHRUN, "tests/ddp_step_worker.py", str(tmp_path / "ddp.pt")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    distributed = torch.load(tmp_path / "ddp.pt", weights_only=True)
+
+    def single_process() -> Trainer:
+        return Trainer(
+            worker.config(1, worker.BATCH, str(tmp_path)),
+            Runtime(torch.device("cpu"), torch.float32),
+            worker.synthetic_data(),
+        )
+
+    initial = single_process().raw_model.state_dict()
+    single = single_process()
+    grads = worker.train_on(single, rank=0, world_size=1)
+    # The same gradient, to fp32 rounding: the mean over all 16 windows, not a sum or a share.
+    for name, grad in grads.items():
+        torch.testing.assert_close(distributed["grads"][name], grad, atol=1e-7, rtol=1e-5, msg=name)
+    # And the same weights after 3 AdamW steps; Adam divides by sqrt(v), which magnifies rounding
+    # noise in near-zero gradients, so this tolerance is looser than the updates are small.
+    for name, weight in single.raw_model.state_dict().items():
+        assert (weight - initial[name]).abs().max() > 1e-2, f"{name} did not train"
+        torch.testing.assert_close(
+            distributed["weights"][name], weight, atol=1e-4, rtol=0, msg=name
+        )
+
+
+@pytest.mark.slow
+def test_torchrun_trains_tiny_with_gloo_and_resumes(tiny_argv, tmp_path):
+    out_dir = tmp_path / "run"
+    argv = ["train.py", *tiny_argv("--gradient_accumulation_steps", "2")]
+    start = time.perf_counter()
+    result = run([*TORCHRUN, *argv])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.perf_counter() - start < 120
+    assert result.stdout.count("done:") == 1  # only rank 0 prints
+    assert "2 micro-steps x 2 processes" not in result.stdout  # accumulation is split by ranks
+    assert "1 micro-step x 2 processes x 8 batch x 32 block = 512" in result.stdout
+    assert sorted(p.name for p in out_dir.iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]
+    assert len(list(out_dir.glob("events.out.tfevents.*"))) == 1
+    assert [p for p in out_dir.iterdir() if p.is_dir()] == []
+    events = EventAccumulator(str(out_dir))
+    events.Reload()
+    val = [e.value for e in events.Scalars("loss/val")]
+    assert val[-1] < val[0] - 0.5
+    checkpoint = load_checkpoint(out_dir / "last.pt")
+    assert len(checkpoint["rng"]) == 2  # every rank's batch stream, for an exact resume
+
+    resumed = run([*TORCHRUN, *argv, "--resume", "--max_iters", "80"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert load_checkpoint(out_dir / "last.pt")["iter_num"] == 80
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_with_a_checkpoint(tiny_argv, tmp_path):
+    out_dir = tmp_path / "run"
+    forever = flags(max_iters=10**6, eval_interval=10**6, log_interval=5)
+    argv = ["train.py", *tiny_argv("--gradient_accumulation_steps", "2", *forever)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [*TORCHRUN, *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    for line in process.stdout:
+        if line.startswith("iter 20:"):
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)  # no rank may hang in a collective
+    assert process.returncode != 0
+    assert "stopped by SIGTERM" in err
+    assert 20 <= load_checkpoint(out_dir / "last.pt")["iter_num"] < 1000000
