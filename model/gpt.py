@@ -101,19 +101,21 @@ def causal_attention_sdpa(
 
 
 def rotary_tables(
-    head_size: int, positions: torch.Tensor, base: float = 10000.0
+    head_size: int, n_positions: int, base: float = 10000.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin tables of shape (T, head_size / 2) for the given integer positions."""
-    inv_freq = 1.0 / (base ** (torch.arange(0, head_size, 2, device=positions.device) / head_size))
-    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hs/2)
-    return angles.cos(), angles.sin()
+    """cos and sin of the rotary angles, (n_positions, 1, head_size / 2): position p turns the
+    pair of channels (i, i + hs/2) by p * base^(-2i / hs) radians (RoFormer, section 3.4.2)."""
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)
+    angles = torch.arange(n_positions, dtype=torch.float32)[:, None] * inv_freq  # (T, hs/2)
+    return angles.cos()[:, None, :], angles.sin()[:, None, :]  # (T, 1, hs/2): broadcast over heads
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair (x[..., i], x[..., i + hs/2]) by its position's angle. x: (B, nh, T, hs)."""
-    x1, x2 = x.float().chunk(2, dim=-1)  # (B, nh, T, hs/2) each
-    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return rotated.type_as(x)
+    """Rotate each pair (x[..., i], x[..., i + hs/2]) by its position's angle.
+    x: (B, T, heads, hs); cos, sin: (T, 1, hs/2)."""
+    x1, x2 = x.chunk(2, dim=-1)  # (B, T, heads, hs/2) each
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -136,13 +138,13 @@ class CausalSelfAttention(nn.Module):
         kv_cache: LayerKVCache | None = None,
     ) -> torch.Tensor:
         B, T, C = x.size()
-        hs = C // self.n_head
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # (B, T, C) each
-        q = q.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+        nh, hs = self.n_head, C // self.n_head
+        qk, v = self.c_attn(x).split((2 * C, C), dim=2)  # (B, T, 2C), (B, T, C)
+        qk = qk.view(B, T, 2 * nh, hs)  # the heads of q, then those of k
         if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            qk = apply_rotary(qk, *rotary)  # queries and keys turned in one pass
+        q, k = qk.transpose(1, 2).split(nh, dim=1)  # (B, nh, T, hs) each
+        v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
         dropout_p = self.dropout if self.training else 0.0
@@ -197,6 +199,11 @@ class GPT(nn.Module):
         if config.pos_embedding == "learned":
             layers["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.transformer = nn.ModuleDict(layers)
+        if config.pos_embedding == "rope":
+            # derived from the config, so kept out of the state dict (persistent=False)
+            cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Weight tying (Press & Wolf 2017): the head reads logits off the token embedding.
         self.lm_head.weight = self.transformer.wte.weight
@@ -260,13 +267,13 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of length {past + T} is longer than block_size {self.config.block_size}"
             )
-        positions = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.wte(idx)  # (B, T, C)
         rotary = None
         if self.config.pos_embedding == "learned":
+            positions = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
             x = x + self.transformer.wpe(positions)  # (B, T, C) + (T, C)
         else:
-            rotary = rotary_tables(self.config.n_embd // self.config.n_head, positions)
+            rotary = (self.rope_cos[past : past + T], self.rope_sin[past : past + T])
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, rotary, kv_cache.layers[i] if kv_cache is not None else None)

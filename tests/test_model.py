@@ -162,3 +162,41 @@ def test_impossible_configurations_are_clear_errors():
     model = GPT(GPTConfig(**TINY))
     with pytest.raises(ValueError, match="longer than block_size 16"):
         model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_rotary_embedding_is_a_complex_rotation_by_position_times_frequency():
+    """RoFormer's definition: channel pairs (i, i + hs/2) as complex numbers, multiplied by
+    exp(i * p * theta_i) with theta_i = 10000^(-2i/hs)."""
+    from model.gpt import apply_rotary, rotary_tables
+
+    T, hs = 10, 8
+    x = torch.randn(2, T, 3, hs)  # (B, T, heads, hs)
+    rotated = apply_rotary(x, *rotary_tables(hs, T))
+    theta = 10000.0 ** (-torch.arange(0, hs, 2).double() / hs)
+    for p in range(T):
+        z = torch.complex(x[:, p, :, : hs // 2].double(), x[:, p, :, hs // 2 :].double())
+        expected = z * torch.exp(1j * p * theta)
+        torch.testing.assert_close(rotated[:, p, :, : hs // 2].double(), expected.real)
+        torch.testing.assert_close(rotated[:, p, :, hs // 2 :].double(), expected.imag)
+
+
+def test_rotary_attention_scores_depend_only_on_relative_position():
+    from model.gpt import apply_rotary, rotary_tables
+
+    hs = 16
+    cos, sin = rotary_tables(hs, 64)
+    q, k = torch.randn(1, 1, 1, hs), torch.randn(1, 1, 1, hs)
+
+    def score(p_q: int, p_k: int) -> torch.Tensor:
+        rq = apply_rotary(q, cos[p_q : p_q + 1], sin[p_q : p_q + 1])
+        rk = apply_rotary(k, cos[p_k : p_k + 1], sin[p_k : p_k + 1])
+        return (rq * rk).sum()
+
+    torch.testing.assert_close(score(5, 2), score(40, 37), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(score(5, 2), score(5, 4))
+
+
+def test_rope_model_has_no_position_table_and_a_state_dict_without_buffers():
+    model = GPT(GPTConfig(**TINY, pos_embedding="rope"))
+    assert "transformer.wpe.weight" not in model.state_dict()
+    assert not any("rope" in name for name in model.state_dict())
