@@ -138,10 +138,23 @@ def teardown_runtime() -> None:
         dist.destroy_process_group()
 
 
+class CoordinatedStop(Exception):
+    """Raised by every rank at the same point (an interrupt, a non-finite loss), so all of them can
+    still meet at a barrier on the way out."""
+
+
 @contextlib.contextmanager
 def runtime_for(device: str = "auto", dtype: str = "auto") -> Iterator[Runtime]:
+    """setup_runtime, and on the way out a barrier, then the process group's teardown. Without the
+    barrier a rank that finishes first can close the group while another is still using it (gloo
+    then aborts the process). The barrier is skipped when only this rank failed: it would wait for
+    ranks that are not coming."""
     runtime = setup_runtime(device, dtype)
     try:
         yield runtime
+        runtime.barrier()
+    except CoordinatedStop:
+        runtime.barrier()
+        raise
     finally:
         teardown_runtime()

@@ -22,18 +22,19 @@ from model import GPT, generate
 from training.checkpoint import save_checkpoint
 from training.config import ConfigError, TrainConfig
 from training.logger import Console, Logger, NullLogger
-from training.runtime import Runtime
+from training.runtime import CoordinatedStop, Runtime
 from training.schedule import get_lr
 
 # Dense bf16/fp16 tensor-core peaks (FLOP/s) from NVIDIA's data sheets, for MFU.
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
 
 
-class NonFiniteLoss(Exception):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+class NonFiniteLoss(CoordinatedStop):
+    """The loss became NaN or infinite; the last good checkpoint is kept. Every rank sees the same
+    averaged loss, so every rank raises it at the same iteration."""
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(CoordinatedStop):
     """SIGINT or SIGTERM arrived; last.pt was saved."""
 
     def __init__(self, signum: int, checkpoint: Path) -> None:
