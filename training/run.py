@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 import yaml
 
 from data import load_dataset
@@ -83,9 +84,12 @@ def run_training(args: TrainArgs) -> None:
                 logger.hparams(config.to_dict(), ["loss/val", "loss/train"])
             trainer.describe()
             trainer.fit()
+            peak = ""
+            if runtime.device.type == "cuda":
+                peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
             console.print(
-                f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}; "
-                f"checkpoints in {out_dir}"
+                f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}"
+                f"{peak}; checkpoints in {out_dir}"
             )
         finally:
             logger.close()

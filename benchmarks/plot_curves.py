@@ -1,0 +1,89 @@
+"""Plot validation loss against wall-clock time and against tokens, from runs' TensorBoard files.
+
+    python benchmarks/time_to_loss.py --config cpu_fast --target 1.886 --keep runs/
+    python benchmarks/plot_curves.py runs/* --out docs/loss_curves.png
+
+Needs matplotlib, which nothing else in the project uses: `pip install matplotlib`.
+Time is measured from the moment each run opened its TensorBoard writer (about two seconds after
+the process started, once torch was imported and the data loaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import common  # noqa: F401  (makes the project importable)
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def load_run(run_dir: Path) -> tuple[str, list[float], list[float], list[float]]:
+    """(config name, seconds, tokens, val losses) of one run directory."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    tokens_per_iter = (
+        config["gradient_accumulation_steps"] * config["batch_size"] * config["block_size"]
+    )
+    start = events.FirstEventTimestamp()
+    val = events.Scalars("loss/val")
+    name = run_dir.name.rsplit("-seed", 1)[0]
+    return (
+        name,
+        [e.wall_time - start for e in val],
+        [e.step * tokens_per_iter / 1e6 for e in val],
+        [e.value for e in val],
+    )
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (with event files)")
+    parser.add_argument("--out", type=Path, default=Path("docs/loss_curves.png"))
+    parser.add_argument("--target", type=float, default=1.886, help="a horizontal reference line")
+    parser.add_argument("--title", default="Tiny Shakespeare, 2-core CPU")
+    args = parser.parse_args()
+
+    by_config = defaultdict(list)
+    for run_dir in sorted(args.runs):
+        name, seconds, tokens, losses = load_run(run_dir)
+        by_config[name].append((seconds, tokens, losses))
+
+    fig, (by_time, by_tokens) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for color, (name, runs) in zip(colors, by_config.items(), strict=False):
+        for i, (seconds, tokens, losses) in enumerate(runs):
+            label = f"{name} ({len(runs)} seeds)" if i == 0 else None
+            by_time.plot(seconds, losses, "o-", color=color, alpha=0.7, ms=3, label=label)
+            by_tokens.plot(tokens, losses, "o-", color=color, alpha=0.7, ms=3, label=label)
+    for ax, xlabel in ((by_time, "seconds of wall-clock time"), (by_tokens, "million tokens")):
+        ax.axhline(args.target, color="gray", ls="--", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(1.3, 3.0)
+        ax.grid(alpha=0.3)
+    by_time.set_ylabel("validation loss (nats per character)")
+    by_time.legend()
+    by_tokens.text(
+        by_tokens.get_xlim()[1],
+        args.target + 0.03,
+        f"{args.target}: nanoGPT's CPU recipe at 2000 iterations ",
+        color="gray",
+        fontsize=8,
+        ha="right",
+    )
+    fig.suptitle(args.title)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Wall-clock time to a validation loss: the whole `python train.py` process, as a user runs it.
+
+    python benchmarks/time_to_loss.py --config cpu_fast --target 1.886 --seeds 1 2 3
+    python benchmarks/time_to_loss.py --config nanogpt_cpu --target 1.886 -- --max_iters 1000
+
+For each seed it starts train.py in a fresh directory, clocks from the moment it launches the
+process
+(Python start-up, imports, data loading and every evaluation included), and prints: the seconds at
+which an evaluation first reported val loss <= target (or that none did), the whole process's wall
+time, the final and best val loss, the median training tokens/s, and peak memory (the process's
+maximum RSS on the CPU; torch.cuda.max_memory_allocated on CUDA). Then the median and the spread
+(min to max) over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import machine_line
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL_LINE = re.compile(r"^iter (\d+): train loss ([\d.]+), val loss ([\d.naif]+)")
+LOG_LINE = re.compile(r"^iter (\d+): loss [\d.naif]+, lr \S+, ([\d,]+) tok/s")
+PEAK_CUDA = re.compile(r"peak CUDA memory ([\d.]+) GiB")
+
+
+@dataclass
+class Run:
+    seed: int
+    seconds_to_target: float | None
+    wall: float
+    final_val: float
+    best_val: float
+    tokens_per_sec: float
+    peak_memory_gib: float
+    returncode: int
+
+
+def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path | None) -> Run:
+    with tempfile.TemporaryDirectory() as out_dir:
+        argv = [
+            sys.executable,
+            "train.py",
+            "--config",
+            config,
+            "--seed",
+            str(seed),
+            "--out_dir",
+            out_dir,
+            *extra,
+        ]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
+        reached, vals, rates, peak_cuda = None, [], [], None
+        for line in process.stdout:
+            now = time.perf_counter() - start
+            if match := EVAL_LINE.match(line):
+                val = float(match.group(3))
+                vals.append(val)
+                if reached is None and val <= target:
+                    reached = now
+            elif match := LOG_LINE.match(line):
+                rates.append(float(match.group(2).replace(",", "")))
+            elif match := PEAK_CUDA.search(line):
+                peak_cuda = float(match.group(1))
+        process.wait()
+        wall = time.perf_counter() - start
+        if keep is not None:  # the run's TensorBoard files, for benchmarks/plot_curves.py
+            kept = keep / f"{config}-seed{seed}"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(out_dir, kept, ignore=shutil.ignore_patterns("*.pt"))
+    rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far
+    peak = peak_cuda if peak_cuda is not None else max(rss_kib, before) / 2**20
+    return Run(
+        seed=seed,
+        seconds_to_target=reached,
+        wall=wall,
+        final_val=vals[-1] if vals else float("nan"),
+        best_val=min(vals) if vals else float("nan"),
+        tokens_per_sec=statistics.median(rates[1:] or rates or [0.0]),  # first interval warms up
+        peak_memory_gib=peak,
+        returncode=process.returncode,
+    )
+
+
+def spread(values: list[float], fmt: str = ".2f") -> str:
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--target", type=float, required=True, help="val loss to reach")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])
+    parser.add_argument("--keep", type=Path, default=None, help="copy each run's logs here")
+    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more train.py options")
+    args = parser.parse_args()
+    extra = [a for a in args.extra if a != "--"]
+
+    print(machine_line("cpu"))
+    print(f"config {args.config}, target val loss {args.target}, extra options: {extra or 'none'}")
+    print(
+        f"{'seed':>6} | {'to target (s)':>13} | {'wall (s)':>8} | {'final val':>9} | "
+        f"{'best val':>8} | {'tokens/s':>9} | peak mem"
+    )
+    runs = []
+    for seed in args.seeds:
+        run = run_once(args.config, args.target, seed, extra, args.keep)
+        runs.append(run)
+        to_target = f"{run.seconds_to_target:.1f}" if run.seconds_to_target else "not reached"
+        failed = f"  (exit code {run.returncode})" if run.returncode else ""
+        print(
+            f"{seed:>6} | {to_target:>13} | {run.wall:>8.1f} | {run.final_val:>9.4f} | "
+            f"{run.best_val:>8.4f} | {run.tokens_per_sec:>9,.0f} | "
+            f"{run.peak_memory_gib:.2f} GiB{failed}",
+            flush=True,
+        )
+    reached = [r.seconds_to_target for r in runs if r.seconds_to_target is not None]
+    print(f"median (min to max) over {len(runs)} seeds:")
+    print(
+        f"  reached the target: {len(reached)} of {len(runs)}"
+        + (f"; seconds to target {spread(reached)}" if reached else "")
+    )
+    print(f"  whole-process wall seconds {spread([r.wall for r in runs])}")
+    print(f"  final val loss {spread([r.final_val for r in runs], '.4f')}")
+    print(f"  tokens/s {spread([r.tokens_per_sec for r in runs], ',.0f')}")
+    print(f"  peak memory GiB {spread([r.peak_memory_gib for r in runs])}")
+
+
+if __name__ == "__main__":
+    main()

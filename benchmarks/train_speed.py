@@ -1,0 +1,99 @@
+"""Training throughput at one shape: tokens/s and achieved FLOP/s of the real training step.
+
+    python benchmarks/train_speed.py --config nanogpt_cpu            # nanoGPT's CPU recipe shape
+    python benchmarks/train_speed.py --config cpu_fast --dtype float32
+    python benchmarks/train_speed.py --config shakespeare_char --device cuda --compile true
+
+Times Trainer.train_step (forward, backward, clip, AdamW step) on random windows of the corpus,
+after warm-up steps, and prints tokens/s, the model FLOPs it achieves (6N + 12·L·C·T per token,
+as nanoGPT counts them) and, on the CPU, the fraction of the machine's fp32 matrix-product
+ceiling, measured here as a 2048x2048 fp32 product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from common import machine_line
+
+from data import load_dataset
+from training.config import build_config, coerce, find_config_file, read_yaml
+from training.runtime import setup_runtime, teardown_runtime
+from training.trainer import Trainer
+
+
+def matmul_ceiling(
+    n: int = 2048, dtype: torch.dtype = torch.float32, seconds: float = 2.0
+) -> float:
+    """FLOP/s of an n x n x n matrix product on the CPU: the most the training step could reach."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="nanogpt_cpu", help="a config in configs/ or a path")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is shown")
+    parser.add_argument(
+        "overrides", nargs="*", help="config keys as key=value, e.g. dtype=bfloat16"
+    )
+    args = parser.parse_args()
+
+    values = read_yaml(find_config_file(args.config))
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        values[key] = coerce(key, value, "command line")
+    values.update(tensorboard=False, out_dir="out/train_speed")
+    config = build_config(values, "train_speed")
+    runtime = setup_runtime(config.device, config.dtype)
+    data = load_dataset(config.dataset, config.data_path, config.data_dir)
+    trainer = Trainer(config, runtime, data)
+    tokens_per_step = trainer.tokens_per_iter
+
+    for _ in range(args.warmup):
+        trainer.train_step(trainer.train_batches)
+    rates = []
+    for _ in range(args.repeats):
+        runtime.synchronize()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.train_step(trainer.train_batches)
+        runtime.synchronize()
+        rates.append(args.steps * tokens_per_step / (time.perf_counter() - start))
+    tokens_per_sec = statistics.median(rates)
+    flops = trainer.raw_model.flops_per_token(config.block_size) * tokens_per_sec
+
+    print(machine_line(runtime.device))
+    print(
+        f"shape: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} channels, "
+        f"block {config.block_size}, batch {config.batch_size} x {trainer.accum_steps}; "
+        f"{trainer.raw_model.num_params() / 1e6:.2f}M parameters; "
+        f"dtype {str(runtime.dtype).removeprefix('torch.')}, compile {config.compile}"
+    )
+    print(
+        f"step: {1000 * tokens_per_step / tokens_per_sec:.1f} ms for {tokens_per_step:,} tokens "
+        f"(median of {args.repeats} x {args.steps} steps after {args.warmup} warm-up)"
+    )
+    print(f"throughput: {tokens_per_sec:,.0f} tokens/s, {flops / 1e9:.1f} GFLOP/s of model FLOPs")
+    if runtime.device.type == "cpu":
+        ceiling = matmul_ceiling()
+        print(
+            f"fp32 2048x2048 matmul ceiling here: {ceiling / 1e9:.0f} GFLOP/s; "
+            f"the step reaches {100 * flops / ceiling:.0f}% of it"
+        )
+    teardown_runtime()
+
+
+if __name__ == "__main__":
+    main()
