@@ -331,3 +331,24 @@ def test_own_text_corpus_trains(tmp_path, capsys):
     assert load_dataset("text", corpus, tmp_path / "prepared").tokenizer.vocab_size == len(
         set(corpus.read_text())
     )
+
+
+def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
+    tiny_config, shakespeare, capsys
+):
+    from training.logger import Console
+
+    def fit(interactive: bool) -> tuple[str, str]:
+        config = tiny_config(max_iters=20, eval_interval=10, log_interval=5)
+        runtime = Runtime(torch.device("cpu"), torch.float32)
+        Trainer(config, runtime, shakespeare, console=Console(interactive=interactive)).fit()
+        captured = capsys.readouterr()
+        return captured.out, captured.err
+
+    out, err = fit(interactive=True)
+    assert "100%|" in err and "20/20" in err and "tok/s" in err  # the bar, with its postfix
+    assert "iter 10: train loss" in out  # evaluations still print, above the bar
+    assert "iter 5: loss" not in out  # step lines go to the bar instead
+    out, err = fit(interactive=False)
+    assert "%|" not in err
+    assert "iter 5: loss" in out and "iter 10: train loss" in out

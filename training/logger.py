@@ -94,13 +94,15 @@ class Console:
 
     def start_bar(self, total: int, initial: int) -> None:
         if self.enabled and self.interactive:
-            self.bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
+            # a short bar, and tokens/s in the postfix instead of it/s, leave room on narrow screens
+            layout = "{l_bar}{bar:20}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+            self.bar = tqdm(total=total, initial=initial, dynamic_ncols=True, bar_format=layout)
 
-    def update_bar(self, n: int = 1, **postfix: str) -> None:
+    def update_bar(self, n: int = 1, postfix: str | None = None) -> None:
         if self.bar is not None:
             self.bar.update(n)
-            if postfix:
-                self.bar.set_postfix(postfix, refresh=False)
+            if postfix is not None:
+                self.bar.set_postfix_str(postfix, refresh=False)
 
     def close_bar(self) -> None:
         if self.bar is not None:

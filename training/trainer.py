@@ -386,15 +386,12 @@ class Trainer:
         )
         if mfu is not None:
             self.logger.scalar("mfu", mfu, step)
-        line = f"iter {step}: loss {loss_value:.4f}, lr {lr:.2e}, {tokens_per_sec:,.0f} tok/s" + (
-            f", mfu {100 * mfu:.1f}%" if mfu is not None else ""
-        )
+        mfu_text = f", mfu {100 * mfu:.1f}%" if mfu is not None else ""
+        progress = f"loss {loss_value:.4f}, lr {lr:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
         if self.console.bar is not None:
-            self.console.update_bar(
-                0, loss=f"{loss_value:.4f}", lr=f"{lr:.1e}", tok_s=f"{tokens_per_sec:,.0f}"
-            )
+            self.console.update_bar(0, postfix=progress)
         else:
-            self.console.print(line)
+            self.console.print(f"iter {step}: {progress}")
         self._restart_clock()
         return stop_votes > 0
 
