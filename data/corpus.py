@@ -138,15 +138,28 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start})") from None
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside path, then rename it over path: a reader, or a
-    crash, sees the old file or the new one, never half of one."""
+    """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path:
+    a reader, or a crash, sees the old file or the new one, never part of one. Used for prepared
+    data, checkpoints and saved configs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # pid: ranks never share one
     try:
         write(tmp)
+        _fsync(tmp)  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
+        _fsync(path.parent)
 
 
 def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> dict:

@@ -67,8 +67,9 @@ def sample_next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
-class _Stepper:
-    """Produces the logits for the next token of a growing sequence, with or without a cache."""
+class Stepper:
+    """The logits for the next token of a growing sequence, with or without a cache: it keeps the
+    context window's start and, when caching, the window's keys and values."""
 
     def __init__(self, model: GPT, use_kv_cache: bool) -> None:
         self.model = model
@@ -104,7 +105,7 @@ def generate_tokens(
     use_kv_cache: bool = True,
 ) -> Iterator[torch.Tensor]:
     """Continue idx (B, T) by max_new_tokens tokens, yielding each new column (B,) when drawn."""
-    stepper = _Stepper(model, use_kv_cache)
+    stepper = Stepper(model, use_kv_cache)
     for _ in range(max_new_tokens):
         next_id = sample_next_token(stepper.logits(idx), temperature, top_k, top_p, generator)
         idx = torch.cat((idx, next_id), dim=1)

@@ -11,7 +11,7 @@ from torch.nn import functional as F
 import sample
 import train
 from model import GPT, GPTConfig, generate, sample_next_token
-from model.generate import _Stepper, window_start
+from model.generate import Stepper, window_start
 
 BLOCK = 16
 
@@ -39,7 +39,7 @@ def test_greedy_generation_is_the_same_with_and_without_the_cache(pos_embedding,
 
 def test_cached_logits_match_uncached_logits_past_block_size(model):
     idx = torch.randint(0, 65, (3, 2))
-    cached, plain = _Stepper(model, use_kv_cache=True), _Stepper(model, use_kv_cache=False)
+    cached, plain = Stepper(model, use_kv_cache=True), Stepper(model, use_kv_cache=False)
     for _ in range(3 * BLOCK):  # three window jumps
         logits = cached.logits(idx)
         torch.testing.assert_close(logits, plain.logits(idx), atol=1e-5, rtol=1e-5)
@@ -49,7 +49,7 @@ def test_cached_logits_match_uncached_logits_past_block_size(model):
 def test_cached_logits_equal_a_fresh_forward_over_the_window(model):
     """Independent of both paths: each step's logits are those of model(window) at its end."""
     idx = torch.randint(0, 65, (1, 1))
-    stepper = _Stepper(model, use_kv_cache=True)
+    stepper = Stepper(model, use_kv_cache=True)
     start = None
     for _ in range(2 * BLOCK + 3):
         start = window_start(idx.size(1), start, BLOCK)

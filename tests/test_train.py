@@ -170,15 +170,11 @@ def test_crash_during_checkpoint_write_leaves_previous_checkpoint_loadable(tmp_p
         import torch
         import training.checkpoint as checkpoint
 
-        real_open = open
-        class DiesMidWrite:
-            def __init__(self, f): self.f = f
-            def __enter__(self): return self
-            def __exit__(self, *exc): return False
-            def write(self, data):
-                self.f.write(data[: len(data) // 2]); self.f.flush()
-                os._exit(3)  # the machine loses power here
-        checkpoint.open = lambda p, mode: DiesMidWrite(real_open(p, mode))
+        real_write_bytes = checkpoint.Path.write_bytes
+        def dies_mid_write(self, data):
+            real_write_bytes(self, data[: len(data) // 2])
+            os._exit(3)  # the machine loses power here, half the bytes written
+        checkpoint.Path.write_bytes = dies_mid_write
         state = {{"model": {{"w": torch.zeros(1000)}}, "model_args": {{}}, "config": {{}},
                  "vocab": [], "iter_num": 2}}
         checkpoint.save_checkpoint(state, checkpoint.Path({str(path)!r}))

@@ -7,11 +7,14 @@ renamed into place, so a crash mid-write leaves the previous checkpoint whole.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from data import CharTokenizer
+from data.corpus import write_atomic
+from model import GPT, GPTConfig
 
 CHECKPOINT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model", "model_args", "config", "vocab", "iter_num")
@@ -19,26 +22,6 @@ REQUIRED_KEYS = ("format_version", "model", "model_args", "config", "vocab", "it
 
 class CheckpointError(Exception):
     """A checkpoint is missing, unreadable or not one of ours."""
-
-
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write payload to path so that path always holds either its old bytes or all of the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def serialize(checkpoint: dict[str, Any]) -> bytes:
@@ -51,7 +34,7 @@ def save_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
     """Serialize once and write atomically to each path (last.pt, and best.pt when it improved)."""
     payload = serialize({"format_version": CHECKPOINT_VERSION, **checkpoint})
     for path in paths:
-        write_bytes_atomic(path, payload)
+        write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -93,11 +76,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def restore_model(
     checkpoint: dict[str, Any], device: str | torch.device = "cpu"
-) -> tuple[Any, Any]:
+) -> tuple[GPT, CharTokenizer]:
     """The model (in eval mode, on device) and tokenizer, rebuilt from a checkpoint alone."""
-    from data import CharTokenizer
-    from model import GPT, GPTConfig
-
     try:
         model = GPT(GPTConfig(**checkpoint["model_args"]))
         model.load_state_dict(checkpoint["model"])

@@ -9,7 +9,8 @@ import torch
 import yaml
 
 from data import load_dataset
-from training.checkpoint import CheckpointError, load_checkpoint, write_bytes_atomic
+from data.corpus import write_atomic
+from training.checkpoint import CheckpointError, load_checkpoint
 from training.config import TrainArgs, TrainConfig, config_for_resume
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
 from training.runtime import launched_by_torchrun, runtime_for
@@ -65,7 +66,7 @@ def run_training(args: TrainArgs) -> None:
             resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
             console.print(f"{'resuming' if checkpoint else 'config'} ({args.config_name}):")
             console.print("  " + resolved.rstrip().replace("\n", "\n  "))
-            write_bytes_atomic(out_dir / "config.yaml", resolved.encode())
+            write_atomic(out_dir / "config.yaml", lambda tmp: tmp.write_text(resolved))
         # rank 0 downloads and prepares the data while the others wait, then they read it
         if not runtime.is_main:
             runtime.barrier()
