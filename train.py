@@ -16,8 +16,8 @@ USER_ERRORS = (DataError, DeviceError, CheckpointError, RunExistsError, NonFinit
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 done, 1 a problem with data, device, checkpoint or the run, 2 a mistake in the
-    configuration, 128 + signal number when stopped by SIGINT (130) or SIGTERM (143)."""
+    """Exit codes: 0 done, 1 a problem with data, device, checkpoint, files or the run, 2 a mistake
+    in the configuration, 128 + signal number when stopped by SIGINT (130) or SIGTERM (143)."""
     try:
         args = parse_args(argv)
         run_training(args)
@@ -35,9 +35,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + e.signum
-    except KeyboardInterrupt:
-        print(f"{error_prefix()}interrupted again: stopped without saving", file=sys.stderr)
+    except KeyboardInterrupt:  # before training began, or a second Ctrl-C during it
+        print(f"{error_prefix()}interrupted: stopped without saving a checkpoint", file=sys.stderr)
         return 130
+    except OSError as e:  # a run directory that cannot be written, a full disk
+        print(f"{error_prefix()}error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

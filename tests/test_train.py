@@ -251,6 +251,15 @@ def test_user_mistakes_at_start_are_one_line_and_exit_1(tiny_argv, capsys, extra
     assert message in err and err.count("\n") == 1
 
 
+def test_unwritable_run_directory_is_one_line(tiny_argv, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    assert train.main([*tiny_argv(), "--out_dir", str(blocker / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "a_file" in err and err.count("\n") == 1
+    assert blocker.read_text() == "not a directory"
+
+
 def test_corrupted_checkpoint_on_resume_is_a_clear_error(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv("--max_iters", "20")) == 0
     last = tmp_path / "run" / "last.pt"
