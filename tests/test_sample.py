@@ -186,6 +186,8 @@ def test_sample_cli_greedy_is_the_same_without_the_cache_past_block_size(tiny_ru
         (("--prompt", "zebra€ and ☃"), 1, "characters '€', '☃' not in the vocabulary"),
         (("--prompt_file", "/no/such/prompt.txt"), 2, "does not exist"),
         (("--device", "cuda"), 1, "CUDA is not available"),
+        (("--device", "tpu"), 1, "unknown device 'tpu'"),
+        (("--device", "meta"), 1, "device 'meta' is not supported"),
         (("--bogus", "1"), 2, "unrecognized arguments: --bogus"),
     ],
 )
