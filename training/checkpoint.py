@@ -37,14 +37,17 @@ def save_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
         write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory (its best.pt, falling back to last.pt)."""
+def resolve_checkpoint_path(
+    path: str | Path, names: tuple[str, ...] = ("best.pt", "last.pt")
+) -> Path:
+    """A checkpoint file, or a run directory: the first of its `names` that exists (for sampling,
+    best.pt falling back to last.pt; for resuming, last.pt)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "last.pt"):
+        for name in names:
             if (path / name).is_file():
                 return path / name
-        raise CheckpointError(f"{path} holds no checkpoint (no best.pt or last.pt)")
+        raise CheckpointError(f"{path} holds no checkpoint (no {' or '.join(names)})")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     return path

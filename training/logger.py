@@ -83,14 +83,13 @@ class Console:
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.bar: tqdm | None = None
 
-    def print(self, message: str, error: bool = False) -> None:
+    def print(self, message: str) -> None:
         if not self.enabled:
             return
-        stream = sys.stderr if error else sys.stdout
         if self.bar is not None:
-            tqdm.write(message, file=stream)
+            tqdm.write(message, file=sys.stdout)
         else:
-            print(message, file=stream, flush=True)
+            print(message, flush=True)
 
     def start_bar(self, total: int, initial: int) -> None:
         if self.enabled and self.interactive:

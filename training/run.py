@@ -10,7 +10,7 @@ import yaml
 
 from data import load_dataset
 from data.corpus import write_atomic
-from training.checkpoint import CheckpointError, load_checkpoint
+from training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from training.config import TrainArgs, TrainConfig, config_for_resume
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
 from training.runtime import launched_by_torchrun, runtime_for
@@ -24,12 +24,11 @@ class RunExistsError(Exception):
 
 
 def _resume_path(args: TrainArgs) -> Path:
-    path = Path(args.resume) if args.resume else Path(args.config.out_dir)
-    if path.is_dir():
-        path = path / "last.pt"
-    if not path.is_file():
-        raise CheckpointError(f"nothing to resume: {path} does not exist")
-    return path
+    """--resume PATH (a checkpoint or run directory), or else out_dir: its last.pt."""
+    try:
+        return resolve_checkpoint_path(args.resume or args.config.out_dir, names=("last.pt",))
+    except CheckpointError as e:
+        raise CheckpointError(f"nothing to resume: {e}") from None
 
 
 def _previous_run_files(out_dir: Path) -> list[Path]:

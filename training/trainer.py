@@ -117,6 +117,7 @@ class Trainer:
                 self.eval_model, device_ids=[device.index] if device.index is not None else None
             )
         self.optimizer = build_optimizer(self.raw_model, config, device)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.scaler = torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16)
         self.iter_num = 0
         self.best_val_loss = math.inf
@@ -168,11 +169,12 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             mean_loss += loss.detach()
         self.scaler.unscale_(self.optimizer)  # clip and report the true gradients, not scaled ones
-        params = [p for p in self.raw_model.parameters() if p.grad is not None]
         if self.config.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         else:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+            grad_norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in self.params if p.grad is not None]
+            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
