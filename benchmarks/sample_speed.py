@@ -4,7 +4,9 @@
     python benchmarks/sample_speed.py --ckpt out/small # a trained model instead
 
 Prints one row per batch size: the cached and the plain (full forward per character) speeds and
-their ratio, for --new characters from a one-character prompt, sampled at temperature 1.
+their ratio, for --new characters from a one-character prompt, sampled at temperature 1. Then the
+time of one cached step at batch 1 three ways, to show what the decode step (model/decode.py) buys:
+GPT.forward with the cache, the Decoder with whole weights, and the Decoder as generation uses it.
 """
 
 from __future__ import annotations
@@ -15,26 +17,56 @@ import time
 import torch
 from common import machine_line
 
-from model import GPT, GPTConfig, generate
+from model import GPT, GPTConfig, KVCache, generate
+from model.decode import Decoder, default_pieces
 from training.checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
 from training.runtime import resolve_device
 
 
-def chars_per_second(model: GPT, batch: int, new: int, use_kv_cache: bool, repeats: int) -> float:
+def generation_seconds(model: GPT, batch: int, new: int, use_kv_cache: bool, seed: int) -> float:
     device = next(model.parameters()).device
     prompt = torch.zeros(batch, 1, dtype=torch.long, device=device)
-    generate(model, prompt, 8, use_kv_cache=use_kv_cache)  # warm-up: allocations, kernels
-    best = float("inf")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    generate(model, prompt, new, generator=generator, use_kv_cache=use_kv_cache)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def chars_per_second(model: GPT, batch: int, new: int, repeats: int) -> tuple[float, float]:
+    """Best over repeats of the cached and the plain speeds. The runs alternate, so that both
+    meet the same machine: on a shared one, memory bandwidth varies from minute to minute."""
+    generation_seconds(model, batch, 8, True, 0)  # warm-up: allocations, kernels
+    generation_seconds(model, batch, 8, False, 0)
+    cached = plain = float("inf")
     for seed in range(repeats):
-        generator = torch.Generator(device=device).manual_seed(seed)
+        cached = min(cached, generation_seconds(model, batch, new, True, seed))
+        plain = min(plain, generation_seconds(model, batch, new, False, seed))
+    return batch * new / cached, batch * new / plain
+
+
+@torch.no_grad()
+def step_ms(model: GPT, step, repeats: int, filled: int = 128, steps: int = 100) -> float:
+    """Best over repeats of the mean time of one cached step, from position `filled` on."""
+    device = next(model.parameters()).device
+    tokens = torch.zeros(1, filled, dtype=torch.long, device=device)
+    steps = min(steps, model.config.block_size - filled)
+    best = float("inf")
+    for _ in range(repeats):
+        cache = KVCache(model.config.n_layer, model.config.block_size)
+        model(tokens, kv_cache=cache)
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        generate(model, prompt, new, generator=generator, use_kv_cache=use_kv_cache)
+        for _ in range(steps):
+            step(tokens[:, -1], cache)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return batch * new / best
+        best = min(best, (time.perf_counter() - start) / steps * 1e3)
+    return best
 
 
 def main() -> None:
@@ -62,9 +94,17 @@ def main() -> None:
     )
     print(f"{'batch':>5} | {'KV cache (chars/s)':>18} | {'no cache (chars/s)':>18} | speed-up")
     for batch in args.batch:
-        cached = chars_per_second(model, batch, args.new, True, args.repeats)
-        plain = chars_per_second(model, batch, args.new, False, args.repeats)
+        cached, plain = chars_per_second(model, batch, args.new, args.repeats)
         print(f"{batch:>5} | {cached:>18,.0f} | {plain:>18,.0f} | {cached / plain:6.1f}x")
+    pieces = default_pieces(device)
+    ways = {
+        "GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache),
+        "Decoder, whole weights": Decoder(model, pieces=1).step,
+        f"Decoder, weights in {pieces} pieces": Decoder(model, pieces=pieces).step,
+    }
+    print("one cached step at batch 1, position 128 on:")
+    for name, step in ways.items():
+        print(f"  {name:<32} {step_ms(model, step, args.repeats):6.2f} ms")
 
 
 if __name__ == "__main__":

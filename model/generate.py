@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import torch
 from torch.nn import functional as F
 
+from model.decode import Decoder
 from model.gpt import GPT
 from model.kv_cache import KVCache
 
@@ -69,11 +70,13 @@ def sample_next_token(
 
 class Stepper:
     """The logits for the next token of a growing sequence, with or without a cache: it keeps the
-    context window's start and, when caching, the window's keys and values."""
+    context window's start and, when caching, the window's keys and values. A window's first pass
+    is GPT.forward over all of it; each token after that is one Decoder step."""
 
     def __init__(self, model: GPT, use_kv_cache: bool) -> None:
         self.model = model
         self.use_kv_cache = use_kv_cache
+        self.decoder = Decoder(model) if use_kv_cache else None
         self.start: int | None = None
         self.cache: KVCache | None = None
 
@@ -89,7 +92,7 @@ class Stepper:
             self.cache = KVCache(self.model.config.n_layer, block_size)
             logits, _ = self.model(idx[:, self.start :], kv_cache=self.cache)
         else:  # only the newest token is not cached yet
-            logits, _ = self.model(idx[:, -1:], kv_cache=self.cache)
+            return self.decoder.step(idx[:, -1], self.cache)
         return logits[:, -1, :]
 
 

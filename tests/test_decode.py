@@ -1,0 +1,100 @@
+"""The one-token decode step against the model's own forward pass, and the packed matrix-vector
+product against F.linear."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from model import GPT, GPTConfig, KVCache
+from model.decode import Decoder, PackedLinear
+
+BLOCK = 16
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("pieces", [1, 2, 3, 4, 5])  # 5 divides neither 12 nor 48: F.linear
+@pytest.mark.parametrize("rows", [1, 3])
+def test_packed_linear_equals_f_linear(bias, pieces, rows):
+    torch.manual_seed(0)
+    for out_features in (12, 48):
+        linear = nn.Linear(20, out_features, bias=bias)
+        if bias:
+            nn.init.normal_(linear.bias)  # nonzero, so a dropped bias would show
+        x = torch.randn(rows, 20)
+        packed = PackedLinear(linear, pieces)
+        assert (packed.pieces is not None) == (pieces > 1 and out_features % pieces == 0)
+        torch.testing.assert_close(packed(x), F.linear(x, linear.weight, linear.bias))
+
+
+def config(**overrides) -> GPTConfig:
+    base = dict(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32, bias=False)
+    return GPTConfig(**{**base, **overrides})
+
+
+def randomise(model: GPT) -> None:
+    """Weights big enough that every detail shows in the logits: GPT-2's std 0.02 leaves
+    activations so small that, say, the tanh GELU for the exact one would hide under 1e-5. And
+    biases start at 0 and LayerNorms as the identity; give them values a missed one would show."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                module.weight.normal_(0.0, 1.0 / module.weight.size(-1) ** 0.5)
+            if isinstance(module, nn.LayerNorm):
+                module.weight.normal_(1.0, 0.2)
+            if isinstance(module, nn.Linear | nn.LayerNorm) and module.bias is not None:
+                module.bias.normal_(0.0, 0.2)
+
+
+@pytest.mark.parametrize("pieces", [1, 2])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"bias": True},
+        {"pos_embedding": "rope"},
+        {"attn_impl": "math"},
+        {"pos_embedding": "rope", "attn_impl": "math", "bias": True},
+    ],
+    ids=["learned", "bias", "rope", "math", "rope-math-bias"],
+)
+def test_decoder_step_equals_the_model_forward_at_every_position(pieces, overrides):
+    """Independent of the cache: each step's logits are model(tokens so far)[:, -1], from the
+    first decoded position to the last one the window holds."""
+    torch.manual_seed(0)
+    model = GPT(config(**overrides)).eval()
+    randomise(model)
+    decoder = Decoder(model, pieces=pieces)
+    tokens = torch.randint(0, 65, (2, BLOCK))
+    cache = KVCache(model.config.n_layer, BLOCK)
+    with torch.no_grad():
+        model(tokens[:, :3], kv_cache=cache)  # the window's first pass fills positions 0..2
+        for t in range(3, BLOCK):
+            logits = decoder.step(tokens[:, t], cache)
+            expected = model(tokens[:, : t + 1])[0][:, -1]
+            torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+            assert cache.length == t + 1
+
+
+def test_decoder_refuses_a_full_cache():
+    model = GPT(config()).eval()
+    cache = KVCache(model.config.n_layer, BLOCK)
+    with torch.no_grad():
+        model(torch.zeros(1, BLOCK, dtype=torch.long), kv_cache=cache)
+        with pytest.raises(ValueError, match="cache is full"):
+            Decoder(model).step(torch.zeros(1, dtype=torch.long), cache)
+
+
+def test_decoder_under_bf16_autocast_stays_close_to_the_model():
+    """Training samples text under the run's autocast (cpu_fast.yaml: bf16 on the CPU)."""
+    torch.manual_seed(0)
+    model = GPT(config()).eval()
+    tokens = torch.randint(0, 65, (1, 8))
+    cache = KVCache(model.config.n_layer, BLOCK)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(tokens[:, :7], kv_cache=cache)
+        logits = Decoder(model, pieces=2).step(tokens[:, 7], cache)
+        expected = model(tokens)[0][:, -1]
+    torch.testing.assert_close(logits.float(), expected.float(), atol=0.05, rtol=0.05)
