@@ -6,7 +6,8 @@
 Prints one row per batch size: the cached and the plain (full forward per character) speeds and
 their ratio, for --new characters from a one-character prompt, sampled at temperature 1. Then the
 time of one cached step at batch 1 three ways, to show what the decode step (model/decode.py) buys:
-GPT.forward with the cache, the Decoder with whole weights, and the Decoder as generation uses it.
+GPT.forward with the cache, the Decoder with whole weights, and the Decoder as generation builds
+it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def chars_per_second(model: GPT, batch: int, new: int, repeats: int) -> tuple[fl
 
 
 @torch.no_grad()
-def step_ms(model: GPT, step, repeats: int, filled: int = 128, steps: int = 100) -> float:
+def step_ms(model: GPT, step, repeats: int, filled: int, steps: int = 100) -> float:
     """Best over repeats of the mean time of one cached step, from position `filled` on."""
     device = next(model.parameters()).device
     tokens = torch.zeros(1, filled, dtype=torch.long, device=device)
@@ -96,15 +97,20 @@ def main() -> None:
     for batch in args.batch:
         cached, plain = chars_per_second(model, batch, args.new, args.repeats)
         print(f"{batch:>5} | {cached:>18,.0f} | {plain:>18,.0f} | {cached / plain:6.1f}x")
-    pieces = default_pieces(device)
+    decoder = Decoder(model)  # as generation builds it
+    linears = [linear for layer in decoder.layers for linear in layer]
+    packed = sum(linear.pieces is not None for linear in linears)
     ways = {
         "GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache),
-        "Decoder, whole weights": Decoder(model, pieces=1).step,
-        f"Decoder, weights in {pieces} pieces": Decoder(model, pieces=pieces).step,
+        "Decoder, every weight whole": Decoder(model, pieces=1).step,
+        f"Decoder, {packed} of {len(linears)} weights in {default_pieces(device)} pieces": (
+            decoder.step
+        ),
     }
-    print("one cached step at batch 1, position 128 on:")
+    filled = c.block_size // 2  # the window's fill right after a jump
+    print(f"one cached step at batch 1, position {filled} on:")
     for name, step in ways.items():
-        print(f"  {name:<32} {step_ms(model, step, args.repeats):6.2f} ms")
+        print(f"  {name:<36} {step_ms(model, step, args.repeats, filled):6.2f} ms")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def test_decoder_step_equals_the_model_forward_at_every_position(pieces, overrid
     torch.manual_seed(0)
     model = GPT(config(**overrides)).eval()
     randomise(model)
-    decoder = Decoder(model, pieces=pieces)
+    decoder = Decoder(model, pieces=pieces, min_packed=0)  # these weights are small: pack anyway
+    assert all((linear.pieces is not None) == (pieces > 1) for linear in decoder.layers[0])
     tokens = torch.randint(0, 65, (2, BLOCK))
     cache = KVCache(model.config.n_layer, BLOCK)
     with torch.no_grad():
@@ -76,6 +77,14 @@ def test_decoder_step_equals_the_model_forward_at_every_position(pieces, overrid
             expected = model(tokens[:, : t + 1])[0][:, -1]
             torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
             assert cache.length == t + 1
+
+
+def test_decoder_leaves_small_weights_whole():
+    model = GPT(config(n_embd=256, n_head=4)).eval()  # 256 x 256 = 65,536 < 2^17 < 4 x 256 x 256
+    attn_c_attn, attn_c_proj, mlp_c_fc, mlp_c_proj = Decoder(model, pieces=2).layers[0]
+    assert attn_c_proj.pieces is None
+    assert attn_c_attn.pieces is not None and mlp_c_fc.pieces is not None
+    assert mlp_c_proj.pieces is not None
 
 
 def test_decoder_refuses_a_full_cache():
@@ -95,6 +104,6 @@ def test_decoder_under_bf16_autocast_stays_close_to_the_model():
     cache = KVCache(model.config.n_layer, BLOCK)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(tokens[:, :7], kv_cache=cache)
-        logits = Decoder(model, pieces=2).step(tokens[:, 7], cache)
+        logits = Decoder(model, pieces=2, min_packed=0).step(tokens[:, 7], cache)
         expected = model(tokens)[0][:, -1]
     torch.testing.assert_close(logits.float(), expected.float(), atol=0.05, rtol=0.05)
