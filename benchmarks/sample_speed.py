@@ -24,16 +24,20 @@ from training.checkpoint import load_checkpoint, resolve_checkpoint_path, restor
 from training.runtime import resolve_device
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so that a timer reads the work's end, not its launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def generation_seconds(model: GPT, batch: int, new: int, use_kv_cache: bool, seed: int) -> float:
     device = next(model.parameters()).device
     prompt = torch.zeros(batch, 1, dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     generate(model, prompt, new, generator=generator, use_kv_cache=use_kv_cache)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -59,13 +63,11 @@ def step_ms(model: GPT, step, repeats: int, filled: int, steps: int = 100) -> fl
     for _ in range(repeats):
         cache = KVCache(model.config.n_layer, model.config.block_size)
         model(tokens, kv_cache=cache)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(steps):
             step(tokens[:, -1], cache)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         best = min(best, (time.perf_counter() - start) / steps * 1e3)
     return best
 
