@@ -6,13 +6,15 @@ import signal
 import sys
 
 from data import DataError
-from training.checkpoint import CheckpointError
-from training.config import ConfigError, parse_args
-from training.run import RunExistsError, error_prefix, run_training
-from training.runtime import DeviceError
-from training.trainer import NonFiniteLoss, TrainingInterrupted
+from infra.checkpoint import CheckpointError
+from infra.cli import ConfigError
+from infra.device import DeviceError
+from infra.files import RunDirError
+from training.config import parse_args
+from training.run import error_prefix, run_training
+from training.stopping import NonFiniteLoss, TrainingInterrupted
 
-USER_ERRORS = (DataError, DeviceError, CheckpointError, RunExistsError, NonFiniteLoss)
+USER_ERRORS = (DataError, DeviceError, CheckpointError, RunDirError, NonFiniteLoss)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before training began, or a second Ctrl-C during it
         print(f"{error_prefix()}interrupted: stopped without saving a checkpoint", file=sys.stderr)
         return 130
-    except OSError as e:  # a run directory that cannot be written, a full disk
+    except OSError as e:  # a full disk, a file that cannot be written
         print(f"{error_prefix()}error: {e}", file=sys.stderr)
         return 1
     return 0

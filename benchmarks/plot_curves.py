@@ -10,13 +10,23 @@ the process started, once torch was imported and the data loaded).
 
 from __future__ import annotations
 
-import argparse
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import common  # noqa: F401  (makes the project importable)
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from infra.cli import option, parse_into
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    runs: tuple[str, ...] = option(help="run directories (with event files)", positional=True)
+    out: str = option("docs/loss_curves.png", "the PNG to write")
+    target: float = option(1.886, "a horizontal reference line")
+    title: str = option("Tiny Shakespeare, 2-core CPU", "the figure's title")
 
 
 def load_run(run_dir: Path) -> tuple[str, list[float], list[float], list[float]]:
@@ -44,15 +54,10 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories (with event files)")
-    parser.add_argument("--out", type=Path, default=Path("docs/loss_curves.png"))
-    parser.add_argument("--target", type=float, default=1.886, help="a horizontal reference line")
-    parser.add_argument("--title", default="Tiny Shakespeare, 2-core CPU")
-    args = parser.parse_args()
+    args = parse_into(PlotOptions, None, __doc__.split("\n")[0])
 
     by_config = defaultdict(list)
-    for run_dir in sorted(args.runs):
+    for run_dir in sorted(map(Path, args.runs)):
         name, seconds, tokens, losses = load_run(run_dir)
         by_config[name].append((seconds, tokens, losses))
 
@@ -80,7 +85,7 @@ def main() -> None:
     )
     fig.suptitle(args.title)
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
 

@@ -5,29 +5,32 @@
 
 Prints one row per batch size: the cached and the plain (full forward per character) speeds and
 their ratio, for --new characters from a one-character prompt, sampled at temperature 1. Then the
-time of one cached step at batch 1 three ways, to show what the decode step (model/decode.py) buys:
-GPT.forward with the cache, the Decoder with whole weights, and the Decoder as generation builds
-it.
+time of one cached step at batch 1 two ways, to show what packing the weights (model/decode.py)
+buys: GPT.forward with the cache and whole weights, and the Decoder as generation builds it.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 
 import torch
 from common import machine_line
 
+from infra.checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
+from infra.cli import option, parse_into
+from infra.device import resolve_device, synchronize
 from model import GPT, GPTConfig, KVCache, generate
 from model.decode import Decoder, default_pieces
-from training.checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
-from training.runtime import resolve_device
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so that a timer reads the work's end, not its launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+@dataclass(frozen=True)
+class SampleSpeedOptions:
+    ckpt: str | None = option(None, "checkpoint or run dir (default: random init)")
+    device: str = option("cpu", "cpu, cuda, cuda:N or mps")
+    new: int = option(500, "new characters per sample")
+    batch: tuple[int, ...] = option((1, 8), "batch sizes, one row each")
+    repeats: int = option(3, "best of this many runs")
 
 
 def generation_seconds(model: GPT, batch: int, new: int, use_kv_cache: bool, seed: int) -> float:
@@ -53,7 +56,7 @@ def chars_per_second(model: GPT, batch: int, new: int, repeats: int) -> tuple[fl
     return batch * new / cached, batch * new / plain
 
 
-@torch.no_grad()
+@torch.inference_mode()  # as generation runs
 def step_ms(model: GPT, step, repeats: int, filled: int, steps: int = 100) -> float:
     """Best over repeats of the mean time of one cached step, from position `filled` on."""
     device = next(model.parameters()).device
@@ -73,13 +76,7 @@ def step_ms(model: GPT, step, repeats: int, filled: int, steps: int = 100) -> fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ckpt", default=None, help="checkpoint or run dir (default: random init)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--new", type=int, default=500, help="new characters per sample")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
-    args = parser.parse_args()
+    args = parse_into(SampleSpeedOptions, None, __doc__.split("\n")[0])
     device = resolve_device(args.device)
     if args.ckpt:
         model, _ = restore_model(load_checkpoint(resolve_checkpoint_path(args.ckpt)), device)
@@ -100,19 +97,15 @@ def main() -> None:
         cached, plain = chars_per_second(model, batch, args.new, args.repeats)
         print(f"{batch:>5} | {cached:>18,.0f} | {plain:>18,.0f} | {cached / plain:6.1f}x")
     decoder = Decoder(model)  # as generation builds it
-    linears = [linear for layer in decoder.layers for linear in layer]
-    packed = sum(linear.pieces is not None for linear in linears)
     ways = {
         "GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache),
-        "Decoder, every weight whole": Decoder(model, pieces=1).step,
-        f"Decoder, {packed} of {len(linears)} weights in {default_pieces(device)} pieces": (
-            decoder.step
-        ),
+        f"Decoder: {decoder.packed} of {4 * c.n_layer} weights in {default_pieces(device)} "
+        "pieces": decoder.step,
     }
     filled = c.block_size // 2  # the window's fill right after a jump
     print(f"one cached step at batch 1, position {filled} on:")
     for name, step in ways.items():
-        print(f"  {name:<36} {step_ms(model, step, args.repeats, filled):6.2f} ms")
+        print(f"  {name:<40} {step_ms(model, step, args.repeats, filled):6.2f} ms")
 
 
 if __name__ == "__main__":

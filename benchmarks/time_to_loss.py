@@ -14,7 +14,6 @@ maximum RSS on the CPU; torch.cuda.max_memory_allocated on CUDA). Then the media
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
@@ -29,10 +28,20 @@ from pathlib import Path
 
 from common import machine_line
 
+from infra.cli import option, parse_into
+
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_LINE = re.compile(r"^iter (\d+): train loss ([\d.]+), val loss ([\d.naif]+)")
 LOG_LINE = re.compile(r"^iter (\d+): loss [\d.naif]+, lr \S+, ([\d,]+) tok/s")
 PEAK_CUDA = re.compile(r"peak CUDA memory ([\d.]+) GiB")
+
+
+@dataclass(frozen=True)
+class TimeToLossOptions:
+    config: str = option(help="a config in configs/ or a path")
+    target: float = option(help="val loss to reach")
+    seeds: tuple[int, ...] = option((1337, 1338, 1339), "one run per seed")
+    keep: str | None = option(None, "copy each run's logs here (for plot_curves.py)")
 
 
 @dataclass
@@ -101,14 +110,12 @@ def spread(values: list[float], fmt: str = ".2f") -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--target", type=float, required=True, help="val loss to reach")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1338, 1339])
-    parser.add_argument("--keep", type=Path, default=None, help="copy each run's logs here")
-    parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more train.py options")
-    args = parser.parse_args()
-    extra = [a for a in args.extra if a != "--"]
+    # everything after `--` goes to train.py as it is
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parse_into(TimeToLossOptions, argv[:cut], __doc__.split("\n")[0])
+    extra = argv[cut + 1 :]
+    keep = Path(args.keep) if args.keep else None
 
     print(machine_line("cpu"))
     print(f"config {args.config}, target val loss {args.target}, extra options: {extra or 'none'}")
@@ -118,7 +125,7 @@ def main() -> None:
     )
     runs = []
     for seed in args.seeds:
-        run = run_once(args.config, args.target, seed, extra, args.keep)
+        run = run_once(args.config, args.target, seed, extra, keep)
         runs.append(run)
         to_target = f"{run.seconds_to_target:.1f}" if run.seconds_to_target else "not reached"
         failed = f"  (exit code {run.returncode})" if run.returncode else ""

@@ -4,25 +4,33 @@
     python benchmarks/train_speed.py --config cpu_fast --dtype float32
     python benchmarks/train_speed.py --config shakespeare_char --device cuda --compile true
 
-Times Trainer.train_step (forward, backward, clip, AdamW step) on random windows of the corpus,
-after warm-up steps, and prints tokens/s, the model FLOPs it achieves (6N + 12·L·C·T per token,
-as nanoGPT counts them) and, on the CPU, the fraction of the machine's fp32 matrix-product
-ceiling, measured here as a 2048x2048 fp32 product.
+Takes every train.py key as an option. Times Trainer.train_step (forward, backward, clip,
+optimizer step) on random windows of the corpus, after warm-up steps, and prints tokens/s, the
+model FLOPs it achieves (6N + 12·L·C·T per token, as nanoGPT counts them) and, on the CPU, the
+fraction of the machine's fp32 matrix-product ceiling, measured here as a 2048x2048 fp32 product.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 from common import machine_line
 
 from data import load_dataset
-from training.config import build_config, coerce, find_config_file, read_yaml
-from training.runtime import setup_runtime, teardown_runtime
+from infra.cli import Parser, fields_of, option
+from infra.device import setup_runtime, teardown_runtime
+from training.config import TrainConfig, add_config_options, resolve_config
 from training.trainer import Trainer
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    steps: int = option(100, "timed steps")
+    warmup: int = option(10, "untimed steps first")
+    repeats: int = option(3, "timed runs; the median is shown")
 
 
 def matmul_ceiling(
@@ -40,22 +48,15 @@ def matmul_ceiling(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="nanogpt_cpu", help="a config in configs/ or a path")
-    parser.add_argument("--steps", type=int, default=100, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is shown")
-    parser.add_argument(
-        "overrides", nargs="*", help="config keys as key=value, e.g. dtype=bfloat16"
+    parser = Parser(__doc__.split("\n")[0])
+    parser.add_fields(SpeedOptions)
+    add_config_options(parser)
+    namespace = parser.parse(None)
+    args = SpeedOptions(**fields_of(SpeedOptions, namespace))
+    overrides = fields_of(TrainConfig, namespace)
+    config, _ = resolve_config(
+        namespace.config, {**overrides, "tensorboard": False, "out_dir": "out/train_speed"}
     )
-    args = parser.parse_args()
-
-    values = read_yaml(find_config_file(args.config))
-    for item in args.overrides:
-        key, _, value = item.partition("=")
-        values[key] = coerce(key, value, "command line")
-    values.update(tensorboard=False, out_dir="out/train_speed")
-    config = build_config(values, "train_speed")
     runtime = setup_runtime(config.device, config.dtype)
     data = load_dataset(config.dataset, config.data_path, config.data_dir)
     trainer = Trainer(config, runtime, data)
@@ -72,13 +73,13 @@ def main() -> None:
         runtime.synchronize()
         rates.append(args.steps * tokens_per_step / (time.perf_counter() - start))
     tokens_per_sec = statistics.median(rates)
-    flops = trainer.raw_model.flops_per_token(config.block_size) * tokens_per_sec
+    flops = trainer.model.flops_per_token(config.block_size) * tokens_per_sec
 
     print(machine_line(runtime.device))
     print(
         f"shape: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} channels, "
         f"block {config.block_size}, batch {config.batch_size} x {trainer.accum_steps}; "
-        f"{trainer.raw_model.num_params() / 1e6:.2f}M parameters; "
+        f"{trainer.model.num_params() / 1e6:.2f}M parameters; "
         f"dtype {str(runtime.dtype).removeprefix('torch.')}, compile {config.compile}"
     )
     print(

@@ -1,11 +1,12 @@
 """Data: the character tokenizer, finding and preparing the corpus, and batching."""
 
 from data.batching import get_batch
-from data.corpus import PreparedData, load_dataset
+from data.corpus import DATASETS, PreparedData, load_dataset
 from data.errors import DataError
 from data.tokenizer import CharTokenizer, UnknownCharacterError
 
 __all__ = [
+    "DATASETS",
     "CharTokenizer",
     "DataError",
     "PreparedData",

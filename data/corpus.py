@@ -25,6 +25,7 @@ import torch
 
 from data.errors import DataError
 from data.tokenizer import CharTokenizer
+from infra.files import write_atomic
 
 SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -127,7 +128,6 @@ class PreparedData:
     train: torch.Tensor  # (N_train,) int64 token ids
     val: torch.Tensor  # (N_val,) int64 token ids
     tokenizer: CharTokenizer
-    source: Path
     data_dir: Path
 
 
@@ -136,30 +136,6 @@ def read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start})") from None
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path:
-    a reader, or a crash, sees the old file or the new one, never part of one. Used for prepared
-    data, checkpoints and saved configs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # pid: ranks never share one
-    try:
-        write(tmp)
-        _fsync(tmp)  # the bytes are on disk before the name points at them
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
-        _fsync(path.parent)
 
 
 def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> dict:
@@ -243,6 +219,5 @@ def load_dataset(
         train=read_ids("train.bin"),
         val=read_ids("val.bin"),
         tokenizer=CharTokenizer.load(data_dir / "vocab.json"),
-        source=source,
         data_dir=data_dir,
     )

@@ -96,7 +96,7 @@ class Stepper:
         return logits[:, -1, :]
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping: a cached step is mostly overhead
 def generate_tokens(
     model: GPT,
     idx: torch.Tensor,
@@ -115,7 +115,7 @@ def generate_tokens(
         yield next_id[:, 0]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     model: GPT,
     idx: torch.Tensor,

@@ -16,7 +16,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING
 
 import torch
@@ -30,41 +30,61 @@ ATTENTION_IMPLS = ("sdpa", "math")
 POS_EMBEDDINGS = ("learned", "rope")
 
 
+def _option(default: object, help: str, **metadata: object):
+    """A config field with its help text (and choices): the training config and every command
+    line read them from here."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass(frozen=True)
 class GPTConfig:
-    vocab_size: int = 65
-    block_size: int = 256
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
-    bias: bool = True
-    # "sdpa": torch's fused scaled_dot_product_attention (flash kernels where available);
-    # "math": the formula written out, for tests and for reading.
-    attn_impl: str = "sdpa"
-    # "learned": GPT-2's absolute position table `transformer.wpe` (the default);
-    # "rope": rotary embeddings applied to queries and keys, no position table.
-    pos_embedding: str = "learned"
+    """The model's options, each defined and checked here only. The training config inherits these
+    fields as its model keys, with the same defaults, help and checks (training/config.py).
+    `resumable` marks the options a resumed run may change: they do not change what the weights
+    mean."""
+
+    vocab_size: int = _option(65, "distinct tokens: the training config takes it from the data")
+    block_size: int = _option(64, "context length in characters")
+    n_layer: int = _option(4, "transformer blocks")
+    n_head: int = _option(4, "attention heads per block")
+    n_embd: int = _option(128, "channels of the residual stream")
+    dropout: float = _option(0.0, "dropout probability", resumable=True)
+    bias: bool = _option(True, "biases in Linear and LayerNorm layers")
+    attn_impl: str = _option(
+        "sdpa",
+        "sdpa (torch's fused kernels, flash attention where available) or math (the formula "
+        "written out, for reading and tests)",
+        choices=ATTENTION_IMPLS,
+        resumable=True,
+    )
+    pos_embedding: str = _option(
+        "learned",
+        "learned (GPT-2's position table transformer.wpe) or rope (rotary, on queries and keys)",
+        choices=POS_EMBEDDINGS,
+    )
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.n_embd % self.n_head != 0:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.attn_impl not in ATTENTION_IMPLS:
-            raise ValueError(f"attn_impl must be one of {ATTENTION_IMPLS}, got {self.attn_impl!r}")
-        if self.pos_embedding not in POS_EMBEDDINGS:
-            raise ValueError(
-                f"pos_embedding must be one of {POS_EMBEDDINGS}, got {self.pos_embedding!r}"
-            )
-        if self.pos_embedding == "rope" and (self.n_embd // self.n_head) % 2 != 0:
-            raise ValueError(
-                f"pos_embedding 'rope' needs an even head size, got "
-                f"n_embd / n_head = {self.n_embd // self.n_head}"
-            )
+        def require(ok: bool, key: str, message: str) -> None:
+            if not ok:
+                raise ValueError(f"{key}: {message}, got {getattr(self, key)!r}")
+
+        for f in fields(GPTConfig):
+            if "choices" in f.metadata:
+                choices = f.metadata["choices"]
+                require(
+                    getattr(self, f.name) in choices, f.name, f"must be one of {', '.join(choices)}"
+                )
+        for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            require(getattr(self, key) >= 1, key, "must be at least 1")
+        require(
+            self.n_embd % self.n_head == 0, "n_embd", f"must be divisible by n_head ({self.n_head})"
+        )
+        require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        require(
+            self.pos_embedding != "rope" or (self.n_embd // self.n_head) % 2 == 0,
+            "pos_embedding",
+            "rope needs an even head size n_embd / n_head",
+        )
 
 
 def causal_attention_math(
@@ -122,14 +142,11 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
-        self.n_embd = config.n_embd
         self.dropout = config.dropout
-        self.rope = config.pos_embedding == "rope"
         self.attend = causal_attention_sdpa if config.attn_impl == "sdpa" else causal_attention_math
         # queries, keys and values for all heads in one matrix product
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
         self,
@@ -149,20 +166,19 @@ class CausalSelfAttention(nn.Module):
             k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
         dropout_p = self.dropout if self.training else 0.0
         y = self.attend(q, k, v, dropout_p)  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
-        return self.resid_dropout(self.c_proj(y))
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
+        return F.dropout(self.c_proj(y), self.dropout, self.training)
 
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU()
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return F.dropout(self.c_proj(F.gelu(self.c_fc(x))), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -192,7 +208,6 @@ class GPT(nn.Module):
         self.config = config
         layers = dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         )
@@ -215,9 +230,8 @@ class GPT(nn.Module):
 
         Every linear and embedding weight ~ N(0, 0.02), biases zero, LayerNorms the identity. The
         two projections that write into the residual stream in each block (`attn.c_proj`,
-        `mlp.c_proj`)
-        get std 0.02 / sqrt(2 * n_layer): the stream adds 2 * n_layer such terms, and this keeps its
-        variance independent of depth (GPT-2 paper, section 2.3).
+        `mlp.c_proj`) get std 0.02 / sqrt(2 * n_layer): the stream adds 2 * n_layer such terms, and
+        this keeps its variance independent of depth (GPT-2 paper, section 2.3).
         """
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, module in self.named_modules():
@@ -274,7 +288,7 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(positions)  # (B, T, C) + (T, C)
         else:
             rotary = (self.rope_cos[past : past + T], self.rope_sin[past : past + T])
-        x = self.transformer.drop(x)
+        x = F.dropout(x, self.config.dropout, self.training)
         for i, block in enumerate(self.transformer.h):
             x = block(x, rotary, kv_cache.layers[i] if kv_cache is not None else None)
         x = self.transformer.ln_f(x)

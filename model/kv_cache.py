@@ -1,7 +1,7 @@
 """Keys and values of past positions, kept per layer during generation.
 
-The training forward pass never builds one: the cache exists only while `model.generate` runs, so
-training pays nothing for it beyond a `None` check per layer.
+The training forward pass never builds one: a cache exists only while `model.generate` (or
+`generate_tokens`) runs, so training pays nothing for it beyond a `None` check per layer.
 """
 
 from __future__ import annotations

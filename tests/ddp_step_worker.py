@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data import CharTokenizer, PreparedData, get_batch
+from infra.device import runtime_for
 from training.config import TrainConfig
-from training.runtime import runtime_for
 from training.trainer import Trainer
 
 BATCH, BLOCK, STEPS = 16, 16, 3
@@ -27,7 +27,7 @@ BATCH, BLOCK, STEPS = 16, 16, 3
 def synthetic_data() -> PreparedData:
     tokens = torch.randint(0, 65, (4000,), generator=torch.Generator().manual_seed(0))
     tokenizer = CharTokenizer([chr(33 + i) for i in range(65)])
-    return PreparedData(tokens, tokens.clone(), tokenizer, Path("synthetic"), Path("synthetic"))
+    return PreparedData(tokens, tokens.clone(), tokenizer, Path("synthetic"))
 
 
 def fixed_batches(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -62,7 +62,7 @@ def train_on(trainer: Trainer, rank: int, world_size: int) -> dict[str, torch.Te
 
     def record_then_step(*args, **kwargs):
         if not first_grads:
-            for name, p in trainer.raw_model.named_parameters():
+            for name, p in trainer.model.named_parameters():
                 first_grads[name] = p.grad.detach().clone()
         return optimizer_step(*args, **kwargs)
 
@@ -84,7 +84,7 @@ def main() -> None:
         trainer = Trainer(config(4, 4, str(out.parent)), runtime, synthetic_data())
         grads = train_on(trainer, runtime.rank, runtime.world_size)
         if runtime.is_main:
-            torch.save({"grads": grads, "weights": trainer.raw_model.state_dict()}, out)
+            torch.save({"grads": grads, "weights": trainer.model.state_dict()}, out)
 
 
 if __name__ == "__main__":

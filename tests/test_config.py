@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
 
 import train
+from model import GPTConfig
 from training.config import (
+    ARCHITECTURE_KEYS,
     CONFIG_DIR,
     KEYS,
     ConfigError,
     TrainConfig,
     config_for_resume,
-    help_text,
     parse_args,
 )
 
@@ -87,7 +90,10 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
         ("", ["--min_lr", "1", "--learning_rate", "0.1"], "min_lr: must be between 0 and"),
         ("", ["--lr_schedule", "exponential"], "lr_schedule: must be one of"),
         ("", ["--device", "tpu"], "device: must be auto, cpu, cuda"),
-        ("", ["--max_iters"], "--max_iters needs a value"),
+        ("", ["--max_iters"], "argument --max_iters: expected one argument"),
+        ("", ["--config"], "argument --config: expected one argument"),
+        ("", ["--attn_impl", "flash"], "attn_impl: must be one of sdpa, math"),
+        ("", ["--lr", "1"], "unknown option --lr"),  # no abbreviations
         ("", ["stray"], "unexpected argument 'stray'"),
         ("", ["--dataset", "text"], "data_path: dataset 'text' needs a data_path"),
         ("", ["--max_iters", "50", "--warmup_iters", "100"], "max_iters: must not be less than"),
@@ -116,20 +122,64 @@ def test_missing_config_file_lists_what_exists():
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_loads(path):
-    config = parse_args(["--config", str(path)]).config
-    assert config.n_embd % config.n_head == 0
+def test_every_shipped_config_loads_with_its_own_run_directory(path):
+    assert parse_args(["--config", str(path)]).config.out_dir == str(Path("out") / path.stem)
 
 
 def test_help_lists_every_key_with_its_default(capsys):
     with pytest.raises(SystemExit) as info:
         parse_args(["--help"])
     assert info.value.code == 0
-    text = capsys.readouterr().out
-    assert text == help_text() + "\n"
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for key in KEYS:
         assert f"--{key} " in text
-    assert "[default: 1337]" in text  # seed
+    assert "--vocab_size" not in text  # taken from the data, not a key
+    assert "seed for initialisation, batches and dropout [default: 1337]" in text
+
+
+def invalid_candidates(name: str, tp: type) -> list:
+    """Values to probe a field's check with, from its type alone."""
+    base = typing.get_args(tp)[0] if typing.get_origin(tp) is typing.Union else tp
+    if base is int:
+        return [-1, 0, 1, 3, 130]
+    if base is float:
+        return [-0.5, 0.0, 0.5, 1.0, 1.5]
+    if base is str:
+        return ["", "bogus"]
+    return []
+
+
+def test_model_options_are_training_keys_with_the_same_default_help_and_checks():
+    """Walks GPTConfig's fields: each (but vocab_size, which the data sets) is a training key
+    with the same default and help, and every value the model's config refuses, the training
+    config refuses with the same one-line message; every value it accepts, the training config
+    accepts too."""
+    hints = typing.get_type_hints(GPTConfig)
+    refused = 0
+    for f in fields(GPTConfig):
+        if f.name == "vocab_size":
+            assert f.name not in KEYS
+            continue
+        key = KEYS[f.name]
+        assert key.default == f.default and key.default is not MISSING, f.name
+        assert key.metadata["help"] == f.metadata["help"], f.name
+        for value in invalid_candidates(f.name, hints[f.name]):
+            try:
+                GPTConfig(**{f.name: value})
+            except ValueError as model_error:
+                with pytest.raises(ConfigError) as train_error:
+                    TrainConfig(**{f.name: value})
+                assert str(train_error.value) == str(model_error), (f.name, value)
+                refused += 1
+            else:
+                TrainConfig(**{f.name: value})  # accepted by both
+    assert refused >= 8  # the probes did reach the checks
+
+
+def test_keys_a_resume_cannot_change_are_the_model_fields_that_shape_the_weights():
+    assert set(ARCHITECTURE_KEYS) == {
+        f.name for f in fields(GPTConfig) if f.name != "vocab_size"
+    } - {"dropout", "attn_impl"}
 
 
 def test_resume_keeps_checkpoint_config_and_applies_command_line(tmp_path):

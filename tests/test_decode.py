@@ -1,5 +1,5 @@
-"""The one-token decode step against the model's own forward pass, and the packed matrix-vector
-product against F.linear."""
+"""The cached one-token step against the model's forward pass over the whole sequence, and the
+packed matrix product against F.linear."""
 
 from __future__ import annotations
 
@@ -15,18 +15,19 @@ BLOCK = 16
 
 
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("pieces", [1, 2, 3, 4, 5])  # 5 divides neither 12 nor 48: F.linear
-@pytest.mark.parametrize("rows", [1, 3])
-def test_packed_linear_equals_f_linear(bias, pieces, rows):
+@pytest.mark.parametrize("pieces", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 20), (3, 20), (2, 1, 20)])
+def test_packed_linear_equals_f_linear(bias, pieces, shape):
     torch.manual_seed(0)
     for out_features in (12, 48):
         linear = nn.Linear(20, out_features, bias=bias)
         if bias:
             nn.init.normal_(linear.bias)  # nonzero, so a dropped bias would show
-        x = torch.randn(rows, 20)
-        packed = PackedLinear(linear, pieces)
-        assert (packed.pieces is not None) == (pieces > 1 and out_features % pieces == 0)
-        torch.testing.assert_close(packed(x), F.linear(x, linear.weight, linear.bias))
+        x = torch.randn(shape)
+        expected = F.linear(x, linear.weight, linear.bias)
+        torch.testing.assert_close(PackedLinear(linear, pieces)(x), expected)
+    with pytest.raises(ValueError, match="5 pieces do not divide 12"):
+        PackedLinear(nn.Linear(20, 12), 5)
 
 
 def config(**overrides) -> GPTConfig:
@@ -67,7 +68,7 @@ def test_decoder_step_equals_the_model_forward_at_every_position(pieces, overrid
     model = GPT(config(**overrides)).eval()
     randomise(model)
     decoder = Decoder(model, pieces=pieces, min_packed=0)  # these weights are small: pack anyway
-    assert all((linear.pieces is not None) == (pieces > 1) for linear in decoder.layers[0])
+    assert decoder.packed == (4 * model.config.n_layer if pieces > 1 else 0)
     tokens = torch.randint(0, 65, (2, BLOCK))
     cache = KVCache(model.config.n_layer, BLOCK)
     with torch.no_grad():
@@ -79,12 +80,14 @@ def test_decoder_step_equals_the_model_forward_at_every_position(pieces, overrid
             assert cache.length == t + 1
 
 
-def test_decoder_leaves_small_weights_whole():
+def test_decoder_packs_only_large_weights_and_shares_every_other_tensor():
     model = GPT(config(n_embd=256, n_head=4)).eval()  # 256 x 256 = 65,536 < 2^17 < 4 x 256 x 256
-    attn_c_attn, attn_c_proj, mlp_c_fc, mlp_c_proj = Decoder(model, pieces=2).layers[0]
-    assert attn_c_proj.pieces is None
-    assert attn_c_attn.pieces is not None and mlp_c_fc.pieces is not None
-    assert mlp_c_proj.pieces is not None
+    block = Decoder(model, pieces=2).model.transformer.h[0]
+    assert isinstance(block.attn.c_attn, PackedLinear) and isinstance(block.mlp.c_fc, PackedLinear)
+    assert isinstance(block.mlp.c_proj, PackedLinear)
+    assert not isinstance(block.attn.c_proj, PackedLinear)
+    assert block.attn.c_proj.weight is model.transformer.h[0].attn.c_proj.weight
+    assert block.ln_1.weight is model.transformer.h[0].ln_1.weight
 
 
 def test_decoder_refuses_a_full_cache():
@@ -92,7 +95,7 @@ def test_decoder_refuses_a_full_cache():
     cache = KVCache(model.config.n_layer, BLOCK)
     with torch.no_grad():
         model(torch.zeros(1, BLOCK, dtype=torch.long), kv_cache=cache)
-        with pytest.raises(ValueError, match="cache is full"):
+        with pytest.raises(ValueError, match=f"longer than block_size {BLOCK}"):
             Decoder(model).step(torch.zeros(1, dtype=torch.long), cache)
 
 

@@ -1,122 +1,112 @@
 """The training configuration: one frozen dataclass, filled as defaults < YAML file < command line.
 
-Keys are flat and use nanoGPT's names. Every mistake (an unknown key, a wrong type, malformed YAML,
-an impossible value) is a ConfigError whose one-line message names the key, raised before any
-work starts.
+`TrainConfig` inherits `GPTConfig`: its model keys (n_layer, n_embd, pos_embedding, ...) are the
+model config's own fields, with the model's defaults, help and checks; the keys below are
+training's. Keys are flat and use nanoGPT's names. Every mistake (an unknown key, a wrong type,
+malformed YAML, an impossible value) is a ConfigError whose one-line message names the key, raised
+before any work starts.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-import sys
-import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from data import DATASETS
+from infra.cli import ConfigError, Parser, did_you_mean, fields_of, option, parse_value
+from infra.device import DTYPE_NAMES, is_device_name
 from model import GPTConfig
+from training.schedule import LR_SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "small.yaml"
 
-LR_SCHEDULES = ("constant", "linear", "cosine", "wsd")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-DATASETS = ("shakespeare_char", "text")
-POS_EMBEDDINGS = ("learned", "rope")
-# Keys that shape the model's weights: a resumed run cannot change them.
-ARCHITECTURE_KEYS = ("block_size", "n_layer", "n_head", "n_embd", "bias", "pos_embedding")
-
-
-class ConfigError(Exception):
-    """A mistake in the configuration; the message is one line that names the key."""
-
-
-def _key(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
-
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(GPTConfig):
+    """A run's settings: GPTConfig's model keys, then these. vocab_size is the one model field that
+    is not a key: it comes from the data (`model_config`)."""
+
     # where things go
-    out_dir: str = _key("", "run directory for checkpoints and TensorBoard (default: out/<config>)")
-    dataset: str = _key(
-        "shakespeare_char", "shakespeare_char, or text: any UTF-8 file at data_path"
+    out_dir: str = option(
+        "", "run directory for checkpoints and TensorBoard (default: out/<config>)"
     )
-    data_path: str = _key("", "the text file (default for shakespeare_char: cache, then download)")
-    data_dir: str = _key("", "where the prepared token arrays go (default: under data/)")
+    dataset: str = option(
+        "shakespeare_char",
+        "shakespeare_char, or text: any UTF-8 file at data_path",
+        choices=DATASETS,
+    )
+    data_path: str = option(
+        "", "the text file (default for shakespeare_char: cache, then download)"
+    )
+    data_dir: str = option("", "where the prepared token arrays go (default: under data/)")
     # the machine
-    device: str = _key("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    dtype: str = _key(
+    device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    dtype: str = option(
         "auto",
         "auto (bf16 on CUDA that has it, else fp16; fp32 on CPU/MPS), float32, bfloat16 or float16",
+        choices=DTYPE_NAMES,
     )
-    compile: bool = _key(False, "wrap the model in torch.compile")
-    seed: int = _key(1337, "seed for initialisation, batches and dropout")
-    # data shape
-    batch_size: int = _key(12, "sequences per micro-batch (per process under torchrun)")
-    block_size: int = _key(64, "context length in characters")
-    # model
-    n_layer: int = _key(4, "transformer blocks")
-    n_head: int = _key(4, "attention heads per block")
-    n_embd: int = _key(128, "channels of the residual stream")
-    dropout: float = _key(0.0, "dropout probability")
-    bias: bool = _key(True, "biases in Linear and LayerNorm layers")
-    pos_embedding: str = _key("learned", "learned (GPT-2's position table) or rope (rotary)")
+    compile: bool = option(False, "wrap the model in torch.compile")
+    seed: int = option(1337, "seed for initialisation, batches and dropout")
+    batch_size: int = option(12, "sequences per micro-batch (per process under torchrun)")
     # optimizer and schedule
-    learning_rate: float = _key(1e-3, "peak learning rate")
-    min_lr: float = _key(1e-4, "the rate after decay, and its floor")
-    lr_schedule: str = _key("cosine", "constant, linear, cosine or wsd (warm-up, stable, decay)")
-    warmup_iters: int = _key(100, "iterations of linear warm-up")
-    lr_decay_iters: int | None = _key(None, "iteration where decay ends (default: max_iters)")
-    cooldown_frac: float = _key(0.2, "wsd only: fraction of lr_decay_iters spent decaying")
-    max_iters: int = _key(2000, "optimizer steps in the whole run")
-    weight_decay: float = _key(0.1, "AdamW weight decay, on matrices only")
-    beta1: float = _key(0.9, "AdamW beta1")
-    beta2: float = _key(0.99, "AdamW beta2")
-    grad_clip: float = _key(1.0, "clip the gradient norm to this (0: no clipping)")
-    gradient_accumulation_steps: int = _key(
+    learning_rate: float = option(1e-3, "peak learning rate")
+    min_lr: float = option(1e-4, "the rate after decay, and its floor")
+    lr_schedule: str = option(
+        "cosine",
+        "constant, linear, cosine or wsd (warm-up, stable, decay)",
+        choices=LR_SCHEDULES,
+    )
+    warmup_iters: int = option(100, "iterations of linear warm-up")
+    lr_decay_iters: int | None = option(None, "iteration where decay ends (default: max_iters)")
+    cooldown_frac: float = option(0.2, "wsd only: fraction of lr_decay_iters spent decaying")
+    max_iters: int = option(2000, "optimizer steps in the whole run")
+    weight_decay: float = option(0.1, "AdamW weight decay, on matrices only")
+    beta1: float = option(0.9, "AdamW beta1")
+    beta2: float = option(0.99, "AdamW beta2")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
+    gradient_accumulation_steps: int = option(
         1, "micro-batches per optimizer step, in total over all processes"
     )
     # evaluation and logging
-    eval_interval: int = _key(250, "evaluate and checkpoint every this many iterations")
-    eval_iters: int = _key(20, "batches per split in each evaluation")
-    log_interval: int = _key(10, "iterations between log lines")
-    sample_chars: int = _key(200, "characters of sample text written at each evaluation (0: none)")
-    tensorboard: bool = _key(True, "write TensorBoard event files into out_dir")
+    eval_interval: int = option(250, "evaluate and checkpoint every this many iterations")
+    eval_iters: int = option(20, "batches per split in each evaluation")
+    log_interval: int = option(10, "iterations between log lines")
+    sample_chars: int = option(
+        200, "characters of sample text written at each evaluation (0: none)"
+    )
+    tensorboard: bool = option(True, "write TensorBoard event files into out_dir")
 
     def __post_init__(self) -> None:
+        try:
+            super().__post_init__()  # the model's keys, checked by the model's config
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
         def require(ok: bool, key: str, message: str) -> None:
             if not ok:
                 raise ConfigError(f"{key}: {message}, got {getattr(self, key)!r}")
 
-        def one_of(key: str, choices: tuple[str, ...]) -> None:
-            require(getattr(self, key) in choices, key, f"must be one of {', '.join(choices)}")
-
-        one_of("dataset", DATASETS)
+        for f in fields(self):
+            if "choices" in f.metadata and f.name not in MODEL_KEYS:
+                choices = f.metadata["choices"]
+                require(
+                    getattr(self, f.name) in choices, f.name, f"must be one of {', '.join(choices)}"
+                )
         require(
             self.dataset != "text" or bool(self.data_path),
             "data_path",
             "dataset 'text' needs a data_path",
         )
-        require(
-            self.device in DEVICES or _is_cuda_index(self.device),
-            "device",
-            "must be auto, cpu, cuda, cuda:N or mps",
-        )
-        one_of("dtype", DTYPES)
-        one_of("pos_embedding", POS_EMBEDDINGS)
-        one_of("lr_schedule", LR_SCHEDULES)
+        require(is_device_name(self.device), "device", "must be auto, cpu, cuda, cuda:N or mps")
         for key in (
             "batch_size",
-            "block_size",
-            "n_layer",
-            "n_head",
-            "n_embd",
             "max_iters",
             "gradient_accumulation_steps",
             "eval_interval",
@@ -124,15 +114,6 @@ class TrainConfig:
             "log_interval",
         ):
             require(getattr(self, key) >= 1, key, "must be at least 1")
-        require(
-            self.n_embd % self.n_head == 0, "n_embd", f"must be divisible by n_head ({self.n_head})"
-        )
-        require(
-            self.pos_embedding != "rope" or (self.n_embd // self.n_head) % 2 == 0,
-            "pos_embedding",
-            "rope needs an even head size n_embd / n_head",
-        )
-        require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         require(self.learning_rate > 0, "learning_rate", "must be positive")
         require(
             0.0 <= self.min_lr <= self.learning_rate,
@@ -158,84 +139,26 @@ class TrainConfig:
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
     def model_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(
-            vocab_size=vocab_size,
-            block_size=self.block_size,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            n_embd=self.n_embd,
-            dropout=self.dropout,
-            bias=self.bias,
-            pos_embedding=self.pos_embedding,
-        )
+        return GPTConfig(vocab_size=vocab_size, **{key: getattr(self, key) for key in MODEL_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if key in KEYS}
 
 
-def _is_cuda_index(device: str) -> bool:
-    prefix, _, index = device.partition(":")
-    return prefix == "cuda" and index.isdigit()
-
-
-KEYS = {f.name: f for f in fields(TrainConfig)}
+# The model's keys, and those a resumed run may not change, follow from GPTConfig's fields.
+MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
+ARCHITECTURE_KEYS = tuple(
+    f.name for f in fields(GPTConfig) if f.name in MODEL_KEYS and not f.metadata.get("resumable")
+)
+KEYS = {f.name: f for f in fields(TrainConfig) if f.name != "vocab_size"}
 _TYPES = typing.get_type_hints(TrainConfig)
-
-
-def _did_you_mean(key: str) -> str:
-    close = difflib.get_close_matches(key, KEYS, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _type_name(tp: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    if _optional_inner(tp) is not None:
-        return names[_optional_inner(tp)] + " or null"
-    return names[tp]
-
-
-def _optional_inner(tp: Any) -> Any | None:
-    if isinstance(tp, types.UnionType) and type(None) in tp.__args__:
-        return next(a for a in tp.__args__ if a is not type(None))
-    return None
 
 
 def coerce(key: str, value: Any, source: str) -> Any:
     """value (from YAML, or a command-line string) as the type of `key`, or a ConfigError."""
     if key not in KEYS:
-        raise ConfigError(f"{source}: unknown key {key!r}{_did_you_mean(key)}")
-    tp = _TYPES[key]
-    from_cli = isinstance(value, str) and source == "command line"
-    inner = _optional_inner(tp)
-    if inner is not None:
-        if value is None or (from_cli and value.lower() in ("none", "null")):
-            return None
-        tp = inner
-    bad = ConfigError(f"{source}: {key} expects {_type_name(_TYPES[key])}, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if from_cli and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        raise bad
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad
-    # Numbers. Strings are accepted because YAML reads 1e-3 (no dot) as a string.
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise bad
-    try:
-        number = float(value)
-    except ValueError:
-        raise bad from None
-    if not math.isfinite(number):
-        raise bad
-    if tp is int:
-        if number != int(number):
-            raise bad
-        return int(number)
-    return number
+        raise ConfigError(f"{source}: unknown key {key!r}{did_you_mean(key, KEYS)}")
+    return parse_value(key, _TYPES[key], value, source)
 
 
 def build_config(values: dict[str, Any], source: str) -> TrainConfig:
@@ -273,6 +196,34 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
+def add_config_options(parser: Parser) -> None:
+    """--config NAME and one option per key, for train.py and the benchmarks that train."""
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="NAME",
+        help=f"a YAML file: a path, or a name in configs/ [default: {DEFAULT_CONFIG}]",
+    )
+    keys = parser.add_argument_group(
+        "settings", "every key of a config file; given here, it overrides the file"
+    )
+    parser.add_fields(TrainConfig, defaults=False, group=keys, only=KEYS)
+
+
+def resolve_config(config_name: str, cli_values: dict[str, Any]) -> tuple[TrainConfig, str]:
+    """The config file's values with cli_values (already typed) on top; out_dir defaults to
+    out/<config name>. Returns the config and the config file's name."""
+    config_path = find_config_file(config_name)
+    values = {
+        key: coerce(key, value, str(config_path)) for key, value in read_yaml(config_path).items()
+    }
+    values.update(cli_values)
+    if not values.get("out_dir"):
+        values["out_dir"] = str(Path("out") / config_path.stem)
+    source = str(config_path) if not cli_values else f"{config_path} with the command line"
+    return build_config(values, source), config_path.stem
+
+
 @dataclass(frozen=True)
 class TrainArgs:
     """What the command line asked for."""
@@ -284,94 +235,38 @@ class TrainArgs:
     overwrite: bool
 
 
-USAGE = "usage: train.py [--config NAME] [--resume [PATH]] [--overwrite] [--KEY VALUE ...]"
+def build_parser() -> Parser:
+    parser = Parser(
+        "Train a character-level GPT. Settings: defaults < the YAML config < options.",
+        usage="train.py [--config NAME] [--resume [PATH]] [--overwrite] [--KEY VALUE ...]",
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="continue from out_dir/last.pt, or from a checkpoint or run directory",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an out_dir that already holds a run (deletes its checkpoints)",
+    )
+    add_config_options(parser)
+    return parser
 
 
-def help_text() -> str:
-    lines = [
-        USAGE,
-        "",
-        "Train a character-level GPT. Settings: defaults < the YAML config < these options.",
-        "",
-        f"  --config NAME      a YAML file: a path, or a name in configs/ ({DEFAULT_CONFIG})",
-        "  --resume [PATH]    continue from out_dir/last.pt, or from a checkpoint or run directory",
-        "  --overwrite        start afresh in an out_dir that already holds a run",
-        "",
-        "Every key, as --key VALUE or --key=VALUE (booleans also --key / --no-key):",
-    ]
-    for name, f in KEYS.items():
-        text = f.metadata["help"]
-        if "default" not in text:
-            default = "null" if f.default is None else f.default
-            text += f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
-        lines.append(f"  --{name:<28} {text}")
-    return "\n".join(lines)
-
-
-def parse_cli(argv: list[str]) -> tuple[dict[str, Any], str | None, str | None, bool]:
-    """The command line as (key values, --config, --resume, --overwrite). Values stay strings."""
-    values: dict[str, Any] = {}
-    config_name = resume = None
-    overwrite = False
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if arg in ("-h", "--help"):
-            print(help_text())
-            sys.exit(0)
-        if not arg.startswith("--"):
-            raise ConfigError(f"command line: unexpected argument {arg!r}; options look like --key")
-        name, has_value, value = arg[2:].partition("=")
-        takes_value = i < len(argv) and not argv[i].startswith("--")
-        if name == "overwrite":
-            overwrite = True
-        elif name == "resume":
-            if has_value:
-                resume = value
-            elif takes_value:
-                resume, i = argv[i], i + 1
-            else:
-                resume = ""
-        elif name == "config":
-            if not has_value and not takes_value:
-                raise ConfigError("command line: --config needs a file name")
-            config_name = value if has_value else argv[i]
-            i += 0 if has_value else 1
-        elif name.replace("-", "_") in KEYS:
-            key = name.replace("-", "_")
-            if has_value:
-                values[key] = value
-            elif takes_value:
-                values[key], i = argv[i], i + 1
-            elif _TYPES[key] is bool:
-                values[key] = True  # --compile
-            else:
-                raise ConfigError(f"command line: --{key} needs a value")
-        elif name.startswith(("no-", "no_")) and _TYPES.get(name[3:].replace("-", "_")) is bool:
-            values[name[3:].replace("-", "_")] = False  # --no-compile
-        else:
-            raise ConfigError(f"command line: unknown option --{name}{_did_you_mean(name)}")
-    return values, config_name, resume, overwrite
-
-
-def parse_args(argv: list[str] | None = None) -> TrainArgs:
-    cli_values, config_name, resume, overwrite = parse_cli(sys.argv[1:] if argv is None else argv)
-    config_path = find_config_file(config_name or DEFAULT_CONFIG)
-    yaml_values = {
-        key: coerce(key, value, str(config_path)) for key, value in read_yaml(config_path).items()
-    }
-    cli_typed = {key: coerce(key, value, "command line") for key, value in cli_values.items()}
-    values = {**yaml_values, **cli_typed}
-    if not values.get("out_dir"):
-        values["out_dir"] = str(Path("out") / config_path.stem)
-    source = str(config_path) if not cli_values else f"{config_path} with the command line"
+def parse_args(argv: Sequence[str] | None = None) -> TrainArgs:
+    namespace = build_parser().parse(argv)
+    cli_values = fields_of(TrainConfig, namespace)
+    config, config_name = resolve_config(namespace.config, cli_values)
     return TrainArgs(
-        config=build_config(values, source),
-        config_name=config_path.stem,
-        cli_values=cli_typed,
-        resume=resume,
-        overwrite=overwrite,
+        config=config,
+        config_name=config_name,
+        cli_values=cli_values,
+        resume=namespace.resume,
+        overwrite=namespace.overwrite,
     )
 
 

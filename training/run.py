@@ -6,21 +6,18 @@ import os
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import yaml
 
 from data import load_dataset
-from data.corpus import write_atomic
-from training.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
+from infra.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
+from infra.device import Runtime, launched_by_torchrun, runtime_for
+from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from training.config import TrainArgs, TrainConfig, config_for_resume
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
-from training.runtime import launched_by_torchrun, runtime_for
 from training.trainer import Trainer
 
 RUN_FILES = ("last.pt", "best.pt", "config.yaml")
-
-
-class RunExistsError(Exception):
-    """out_dir already holds a run, and neither --resume nor --overwrite was given."""
 
 
 def _resume_path(args: TrainArgs) -> Path:
@@ -37,62 +34,93 @@ def _previous_run_files(out_dir: Path) -> list[Path]:
 
 
 def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None]:
-    """The run's configuration and, for --resume, the checkpoint it continues from. Refuses to
-    start a fresh run over an existing one unless --overwrite."""
+    """The run's configuration and, for --resume, the checkpoint it continues from."""
     if args.resume is not None:
         path = _resume_path(args)
         checkpoint = load_checkpoint(path, map_location="cpu")
         return config_for_resume(checkpoint["config"], args.cli_values, path.parent), checkpoint
-    out_dir = Path(args.config.out_dir)
-    if any((out_dir / name).exists() for name in ("last.pt", "best.pt")) and not args.overwrite:
-        raise RunExistsError(
-            f"{out_dir} already holds a run; continue it with --resume, or start afresh with "
-            "--overwrite (which deletes its checkpoints and TensorBoard logs)"
-        )
     return args.config, None
+
+
+def claim_run_dir(out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime) -> RunLock | None:
+    """Rank 0 creates out_dir and locks it for this run; a fresh run refuses a directory that holds
+    one unless overwrite, which deletes it. Every rank learns the outcome (one broadcast), so a
+    refusal stops all of them cleanly. Returns the lock, held by rank 0 until the run ends."""
+    lock, problem = None, None
+    if rt.is_main:
+        try:
+            make_run_dir(out_dir)
+            lock = RunLock(out_dir)
+            lock.acquire()
+            if fresh and any((out_dir / name).exists() for name in ("last.pt", "best.pt")):
+                if not overwrite:
+                    raise RunDirError(
+                        f"{out_dir} already holds a run; continue it with --resume, or start "
+                        "afresh with --overwrite (which deletes its checkpoints and TensorBoard "
+                        "logs)"
+                    )
+                for path in _previous_run_files(out_dir):
+                    path.unlink()
+        except RunDirError as e:
+            problem = str(e)
+            if lock is not None:
+                lock.release()
+    if rt.distributed:
+        shared = [problem]
+        dist.broadcast_object_list(shared, src=0)
+        problem = shared[0]
+    if problem is not None:
+        raise RunDirError(problem if rt.is_main else f"rank 0 could not use {out_dir}")
+    return lock
 
 
 def run_training(args: TrainArgs) -> None:
     config, checkpoint = prepare_run(args)
     out_dir = Path(config.out_dir)
     with runtime_for(config.device, config.dtype) as runtime:
-        console = Console(enabled=runtime.is_main)
-        if runtime.is_main:
-            if args.overwrite and checkpoint is None:
-                for path in _previous_run_files(out_dir):
-                    path.unlink()
-            out_dir.mkdir(parents=True, exist_ok=True)
-            resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
-            console.print(f"{'resuming' if checkpoint else 'config'} ({args.config_name}):")
-            console.print("  " + resolved.rstrip().replace("\n", "\n  "))
-            write_atomic(out_dir / "config.yaml", lambda tmp: tmp.write_text(resolved))
-        # rank 0 downloads and prepares the data while the others wait, then they read it
-        if not runtime.is_main:
-            runtime.barrier()
-        data = load_dataset(config.dataset, config.data_path, config.data_dir, say=console.print)
-        if runtime.is_main:
-            runtime.barrier()
-
-        logger: Logger = NullLogger()
-        if runtime.is_main and config.tensorboard:
-            # on resume, TensorBoard drops what the stopped run logged after its checkpoint
-            purge_step = checkpoint["iter_num"] + 1 if checkpoint else None
-            logger = TensorBoardLogger(out_dir, purge_step=purge_step)
+        lock = claim_run_dir(out_dir, checkpoint is None, args.overwrite, runtime)
         try:
-            trainer = Trainer(config, runtime, data, logger, console, checkpoint)
-            if checkpoint is None:
-                logger.hparams(config.to_dict(), ["loss/val", "loss/train"])
-            trainer.describe()
-            trainer.fit()
-            peak = ""
-            if runtime.device.type == "cuda":
-                peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
-            console.print(
-                f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}"
-                f"{peak}; checkpoints in {out_dir}"
-            )
+            _train(args, config, checkpoint, runtime)
         finally:
-            logger.close()
+            if lock is not None:
+                lock.release()
+
+
+def _train(args: TrainArgs, config: TrainConfig, checkpoint: dict | None, runtime: Runtime) -> None:
+    out_dir = Path(config.out_dir)
+    console = Console(enabled=runtime.is_main)
+    if runtime.is_main:
+        resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
+        console.print(f"{'resuming' if checkpoint else 'config'} ({args.config_name}):")
+        console.print("  " + resolved.rstrip().replace("\n", "\n  "))
+        write_atomic(out_dir / "config.yaml", lambda tmp: tmp.write_text(resolved))
+    # rank 0 downloads and prepares the data while the others wait, then they read it
+    if not runtime.is_main:
+        runtime.barrier()
+    data = load_dataset(config.dataset, config.data_path, config.data_dir, say=console.print)
+    if runtime.is_main:
+        runtime.barrier()
+
+    logger: Logger = NullLogger()
+    if runtime.is_main and config.tensorboard:
+        # on resume, TensorBoard drops what the stopped run logged after its checkpoint
+        purge_step = checkpoint["iter_num"] + 1 if checkpoint else None
+        logger = TensorBoardLogger(out_dir, purge_step=purge_step)
+    try:
+        trainer = Trainer(config, runtime, data, logger, console, checkpoint)
+        if checkpoint is None:
+            logger.hparams(config.to_dict(), ["loss/val", "loss/train"])
+        trainer.describe()
+        trainer.fit()
+        peak = ""
+        if runtime.device.type == "cuda":
+            peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        console.print(
+            f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}"
+            f"{peak}; checkpoints in {out_dir}"
+        )
+    finally:
+        logger.close()
 
 
 def error_prefix() -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from training.config import TrainConfig
+if TYPE_CHECKING:
+    from training.config import TrainConfig
+
+LR_SCHEDULES = ("constant", "linear", "cosine", "wsd")
 
 
 def get_lr(it: int, config: TrainConfig) -> float:

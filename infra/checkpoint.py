@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from data import CharTokenizer
-from data.corpus import write_atomic
+from infra.files import write_atomic
 from model import GPT, GPTConfig
 
 CHECKPOINT_VERSION = 1

@@ -16,6 +16,15 @@ import torch
 import torch.distributed as dist
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = ("auto", *DTYPES)
+
+
+def is_device_name(name: str) -> bool:
+    """Whether name has the form of a device this project runs on (it may still be absent)."""
+    prefix, colon, index = name.partition(":")
+    if colon:
+        return prefix == "cuda" and index.isdigit()
+    return name in ("auto", "cpu", "cuda", "mps")
 
 
 class DeviceError(Exception):
@@ -70,12 +79,19 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a clock read afterwards measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
     dtype: torch.dtype  # autocast precision; float32 means no autocast
     rank: int = 0
-    local_rank: int = 0
     world_size: int = 1
 
     @property
@@ -92,11 +108,7 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def synchronize(self) -> None:
-        """Wait for queued GPU work, so a clock read afterwards measures it."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        elif self.device.type == "mps":
-            torch.mps.synchronize()
+        synchronize(self.device)
 
     def barrier(self) -> None:
         if self.distributed:
@@ -135,7 +147,7 @@ def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
         dist.init_process_group(backend, device_id=resolved)
     else:
         dist.init_process_group(backend)
-    return Runtime(resolved, resolve_dtype(dtype, resolved), rank, local_rank, world_size)
+    return Runtime(resolved, resolve_dtype(dtype, resolved), rank, world_size)
 
 
 def teardown_runtime() -> None:
@@ -163,3 +175,15 @@ def runtime_for(device: str = "auto", dtype: str = "auto") -> Iterator[Runtime]:
         raise
     finally:
         teardown_runtime()
+
+
+# Dense bf16/fp16 tensor-core peaks (FLOP/s) from NVIDIA's data sheets, for MFU.
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The GPU's peak FLOP/s at dtype, where known (for MFU); None on CPUs and unknown GPUs."""
+    if device.type != "cuda" or dtype == torch.float32:
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_FLOPS.items() if key in name), None)

@@ -1,0 +1,183 @@
+"""One command-line style for every script: argparse, generated from a dataclass's fields.
+
+A field's `metadata["help"]` is its help text; `metadata["choices"]`, if any, its allowed values.
+Every field becomes `--name VALUE` (or `--name=VALUE`); a boolean also takes `--name`, `--no-name`
+and `--name false`; a tuple takes several values; `metadata["positional"]` makes a field an
+argument without a flag. Values are converted by `parse_value`, the one conversion that YAML files
+go through too. A mistake is a ConfigError with one line that names the option, with a
+did-you-mean for a misspelt one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A mistake in what the user asked for (an option, a config file, a value). The message is
+    one line that names the key; scripts print it and exit with code 2."""
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
+    """A dataclass field that is also a command-line option: its default and help text."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(the type without `| None`, whether None is allowed)."""
+    if isinstance(tp, types.UnionType) and type(None) in tp.__args__:
+        return next(a for a in tp.__args__ if a is not type(None)), True
+    return tp, False
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_value(key: str, tp: Any, value: Any, source: str) -> Any:
+    """value (typed, from YAML; or a string, from the command line) as type tp, or a ConfigError
+    that names the key and the source."""
+    tp, optional = _base_type(tp)
+    text = value if isinstance(value, str) else None
+    if optional and (value is None or (text is not None and text.lower() in ("none", "null"))):
+        return None
+    if tp is Path:
+        tp = str
+    bad = ConfigError(
+        f"{source}: {key} expects {_TYPE_NAMES[tp]}{' or null' if optional else ''}, got {value!r}"
+    )
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if text is not None and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise bad
+    if tp is str:
+        if text is None:
+            raise bad
+        return value
+    # Numbers. Strings are accepted from YAML too, because YAML reads 1e-3 (no dot) as a string.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise bad
+    try:
+        number = float(value)
+    except ValueError:
+        raise bad from None
+    if not math.isfinite(number) or (tp is int and number != int(number)):
+        raise bad
+    return int(number) if tp is int else number
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with every mistake a one-line ConfigError instead of usage text and exit 2, no
+    abbreviations (`--lr` is not `--lr_schedule`), and a did-you-mean for unknown options."""
+
+    def __init__(self, description: str, **kwargs: Any) -> None:
+        super().__init__(description=description, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"command line: {message}")
+
+    def parse(self, argv: Sequence[str] | None) -> argparse.Namespace:
+        namespace, unknown = self.parse_known_args(argv)
+        for arg in unknown:
+            if arg.startswith("-"):
+                name = arg.lstrip("-").partition("=")[0]
+                known = [s.lstrip("-") for a in self._actions for s in a.option_strings]
+                raise ConfigError(
+                    f"command line: unknown option --{name}{did_you_mean(name, known)}"
+                )
+            raise ConfigError(f"command line: unexpected argument {arg!r}")
+        return namespace
+
+    def add_fields(
+        self,
+        cls: type,
+        defaults: bool = True,
+        group: argparse._ArgumentGroup | None = None,
+        only: Iterable[str] | None = None,
+    ) -> None:
+        """One option per field of the dataclass cls that has help (or per field named in only).
+        With defaults=False an option not given is absent from the result, so that a config
+        file's value can stand."""
+        hints = typing.get_type_hints(cls)
+        target = group or self
+        for f in dataclasses.fields(cls):
+            if "help" not in f.metadata or (only is not None and f.name not in only):
+                continue
+            tp, _ = _base_type(hints[f.name])
+            many = typing.get_origin(tp) is tuple
+            item_type = typing.get_args(tp)[0] if many else hints[f.name]
+            required = f.default is dataclasses.MISSING
+            kwargs: dict[str, Any] = dict(
+                type=lambda text, key=f.name, t=item_type: parse_value(
+                    key, t, text, "command line"
+                ),
+                help=_help_text(f),
+                default=f.default if defaults and not required else argparse.SUPPRESS,
+                nargs="+" if many else None,
+            )
+            if f.metadata.get("positional"):
+                target.add_argument(f.name, metavar=f.name.upper(), **kwargs)
+                continue
+            if "choices" in f.metadata:
+                kwargs["metavar"] = "{" + ",".join(f.metadata["choices"]) + "}"
+            if tp is bool:
+                kwargs.update(nargs="?", const=True, metavar="BOOL")
+            target.add_argument(f"--{f.name}", dest=f.name, required=required, **kwargs)
+            if tp is bool:
+                target.add_argument(
+                    f"--no-{f.name}",
+                    f"--no_{f.name}",
+                    dest=f.name,
+                    action="store_false",
+                    default=argparse.SUPPRESS,
+                    help=argparse.SUPPRESS,
+                )
+
+
+def _help_text(f: dataclasses.Field) -> str:
+    text = f.metadata["help"].replace("%", "%%")
+    if f.default is dataclasses.MISSING or "default" in text:
+        return text
+    default = f.default
+    shown = (
+        "null"
+        if default is None
+        else str(default).lower()
+        if isinstance(default, bool)
+        else default
+    )
+    return f"{text} [default: {shown}]" if shown != "" else text
+
+
+def fields_of(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
+    """The values in namespace that are fields of cls (tuples for the fields that take several)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(namespace).items() if k in names}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def parse_into(cls: type, argv: Sequence[str] | None, description: str) -> Any:
+    """A dataclass instance from the command line: the whole parse of a script whose options are
+    exactly cls's fields. A ValueError from cls's own checks becomes a one-line ConfigError."""
+    parser = Parser(description)
+    parser.add_fields(cls)
+    values = fields_of(cls, parser.parse(argv))
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -1,0 +1,101 @@
+"""Stopping a run cleanly: on a signal, on a non-finite loss, and on every rank at once.
+
+Under torchrun every rank must stop at the same iteration, or one would wait forever in a
+collective for another. So a signal is only recorded when it arrives; the ranks compare notes at
+the next log point, in the same small all-reduce that averages the step's loss, and all stop there
+together, after saving last.pt.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import torch
+import torch.distributed as dist
+
+from infra.device import CoordinatedStop, Runtime
+
+
+class NonFiniteLoss(CoordinatedStop):
+    """The loss became NaN or infinite; the last good checkpoint is kept. Every rank sees the same
+    averaged loss, so every rank raises it at the same iteration."""
+
+
+class TrainingInterrupted(CoordinatedStop):
+    """SIGINT or SIGTERM arrived; last.pt was saved."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        self.signum = signum
+        self.checkpoint = checkpoint
+        super().__init__(f"{signal.Signals(signum).name} received; saved {checkpoint}")
+
+
+class SignalCatcher:
+    """While active, SIGINT and SIGTERM are recorded in `signum` instead of stopping the process
+    at once; a second one raises KeyboardInterrupt (quit now, without saving)."""
+
+    def __init__(self, say=print) -> None:
+        self.signum: int | None = None
+        self.say = say
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> SignalCatcher:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._previous[s] = signal.signal(s, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        self.say(
+            f"{signal.Signals(signum).name}: saving a checkpoint at the next log point "
+            "(interrupt again to quit without saving)"
+        )
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """A log point's numbers, the same on every rank."""
+
+    loss: float
+    grad_norm: float
+    stop_requested: bool  # some rank received a signal
+
+
+def agree_at_log_point(
+    loss: torch.Tensor, grad_norm: torch.Tensor, signum: int | None, rt: Runtime
+) -> StepReport:
+    """Every rank calls this at the same iteration: the step's loss and gradient norm averaged
+    over ranks, and whether any rank was asked to stop, in one all-reduce."""
+    stats = torch.stack(
+        [
+            loss.float(),
+            grad_norm.float(),
+            torch.tensor(float(signum is not None), device=loss.device),
+        ]
+    )
+    if rt.distributed:
+        dist.all_reduce(stats)
+        stats[:2] /= rt.world_size
+    loss_value, grad_norm_value, stop_votes = stats.tolist()  # waits for the GPU
+    return StepReport(loss_value, grad_norm_value, stop_votes > 0)
+
+
+def check_finite(report: StepReport, iteration: int, grads_must_be_finite: bool) -> None:
+    """Raise NonFiniteLoss for a NaN or infinite loss (or gradient norm, where fp16's scaler does
+    not already skip such steps)."""
+    if not math.isfinite(report.loss) or (
+        grads_must_be_finite and not math.isfinite(report.grad_norm)
+    ):
+        raise NonFiniteLoss(
+            f"loss {report.loss}, gradient norm {report.grad_norm} at iteration {iteration}"
+        )
