@@ -84,7 +84,9 @@ def test_torchrun_trains_tiny_with_gloo_and_resumes(tiny_argv, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_to_torchrun_stops_every_rank_with_a_checkpoint(tiny_argv, tmp_path):
+def test_torchrun_job_owns_its_directory_and_sigterm_stops_every_rank_with_a_checkpoint(
+    tiny_argv, tmp_path
+):
     out_dir = tmp_path / "run"
     forever = flags(max_iters=10**6, eval_interval=10**6, log_interval=5)
     argv = ["train.py", *tiny_argv("--gradient_accumulation_steps", "2", *forever)]
@@ -100,6 +102,9 @@ def test_sigterm_to_torchrun_stops_every_rank_with_a_checkpoint(tiny_argv, tmp_p
     for line in process.stdout:
         if line.startswith("iter 20:"):
             break
+    # while it runs, the directory is the torchrun job's: a plain train.py there is refused
+    intruder = run([sys.executable, "train.py", *tiny_argv("--overwrite")])
+    assert intruder.returncode == 1 and f"{out_dir} is in use" in intruder.stderr
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)  # no rank may hang in a collective
     assert process.returncode != 0

@@ -254,13 +254,69 @@ def test_user_mistakes_at_start_are_one_line_and_exit_1(tiny_argv, capsys, extra
     assert message in err and err.count("\n") == 1
 
 
-def test_unwritable_run_directory_is_one_line(tiny_argv, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("a_file", "out_dir {tmp}/a_file is a file, not a directory"),
+        ("a_file/run", "its parent {tmp}/a_file is a file, not a directory"),
+        ("/proc/self/no/run", "cannot create out_dir /proc/self/no/run: No such file or directory"),
+    ],
+)
+def test_an_out_dir_that_cannot_be_a_directory_is_one_line(
+    tiny_argv, tmp_path, capsys, where, message
+):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
-    assert train.main([*tiny_argv(), "--out_dir", str(blocker / "run")]) == 1
+    assert train.main([*tiny_argv(), "--out_dir", str(tmp_path / where)]) == 1
     err = capsys.readouterr().err
-    assert "a_file" in err and err.count("\n") == 1
+    assert message.format(tmp=tmp_path) in err and err.count("\n") == 1
     assert blocker.read_text() == "not a directory"
+
+
+def start_training(argv: list[str]) -> subprocess.Popen:
+    """train.py in its own process, returned once it has logged a training step."""
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in process.stdout:
+        if line.startswith("iter 5:"):
+            return process
+    raise AssertionError(f"train.py ended before training: {process.communicate()[1]}")
+
+
+def test_a_live_run_owns_its_directory_and_a_killed_one_does_not_block_the_next(
+    tiny_argv, tmp_path
+):
+    """Real processes: a second train.py on a live run's out_dir (even with --overwrite) refuses
+    at once, naming the directory and the owner's pid, and changes nothing; once the owner is
+    killed with SIGKILL (no clean-up at all), the next run takes the directory over."""
+    forever = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
+    owner = start_training(forever)
+    run_dir = tmp_path / "run"
+    try:
+        config_before = (run_dir / "config.yaml").read_bytes()
+        second = subprocess.run(
+            [sys.executable, "train.py", *tiny_argv("--overwrite", "--seed", "2")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
+        assert f"{run_dir} is in use" in second.stderr and f"pid {owner.pid}" in second.stderr
+        assert (run_dir / "config.yaml").read_bytes() == config_before
+        assert (run_dir / "last.pt").exists()  # --overwrite deleted nothing
+    finally:
+        owner.kill()  # SIGKILL: the lock file stays behind, the kernel drops the lock
+        owner.communicate(timeout=60)
+    assert (run_dir / ".lock").exists()
+    assert train.main(tiny_argv("--resume", "--max_iters", "10")) == 0
 
 
 def test_corrupted_checkpoint_on_resume_is_a_clear_error(tiny_argv, tmp_path, capsys):
