@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     stream = sys.stdout.isatty() if options.stream is None else options.stream
-    dtype = resolve_dtype("auto", device)
+    # bf16 on GPUs; fp32 on CPUs, so that a seed gives the same text on every CPU
+    dtype = resolve_dtype("auto", device) if device.type != "cpu" else torch.float32
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     generator = torch.Generator(device=device).manual_seed(options.seed)
     idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)

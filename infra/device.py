@@ -64,12 +64,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), as torch reports it.
+    Elsewhere (most laptops, AVX2-only servers) bf16 is emulated, many times slower than fp32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 autocast on CUDA that supports it, fp16 (with a gradient scaler) on older CUDA,
-    fp32 on CPU and MPS."""
+    """The autocast precision for dtype `name` on device (see `explain_dtype` for auto's rule)."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
         return torch.float32
     dtype = DTYPES[name]
     if dtype == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -77,6 +85,25 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if dtype == torch.float16 and device.type == "cpu":
         raise DeviceError("dtype float16 is for GPUs; on the CPU use bfloat16 or float32")
     return dtype
+
+
+def explain_dtype(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    """Why `name` became `dtype` here, for the start-up line. auto is bf16 autocast on CUDA that
+    supports it (fp16 with a gradient scaler on older CUDA), bf16 on a CPU with native bf16,
+    fp32 on other CPUs and on MPS."""
+    if device.type == "cpu":
+        capability = torch.backends.cpu.get_cpu_capability()
+        native = cpu_has_native_bf16()
+        if name == "auto":
+            if native:
+                return f"auto: this CPU ({capability}) has native bf16"
+            return f"auto: this CPU ({capability}) has no native bf16, which would be emulated"
+        if dtype == torch.bfloat16 and not native:
+            return (
+                f"requested; warning: this CPU ({capability}) has no native bf16, so it is "
+                "emulated and many times slower than float32: use --dtype auto"
+            )
+    return "auto" if name == "auto" else "requested"
 
 
 def synchronize(device: torch.device) -> None:
@@ -93,6 +120,7 @@ class Runtime:
     dtype: torch.dtype  # autocast precision; float32 means no autocast
     rank: int = 0
     world_size: int = 1
+    dtype_reason: str = ""  # why this precision, for the start-up line
 
     @property
     def distributed(self) -> bool:
@@ -123,7 +151,8 @@ def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
     """Decide device and precision; under torchrun, join the process group."""
     if not launched_by_torchrun():
         resolved = resolve_device(device)
-        return Runtime(resolved, resolve_dtype(dtype, resolved))
+        precision = resolve_dtype(dtype, resolved)
+        return Runtime(resolved, precision, dtype_reason=explain_dtype(dtype, resolved, precision))
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world_size = int(os.environ["WORLD_SIZE"])
@@ -147,7 +176,8 @@ def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
         dist.init_process_group(backend, device_id=resolved)
     else:
         dist.init_process_group(backend)
-    return Runtime(resolved, resolve_dtype(dtype, resolved), rank, world_size)
+    precision = resolve_dtype(dtype, resolved)
+    return Runtime(resolved, precision, rank, world_size, explain_dtype(dtype, resolved, precision))
 
 
 def teardown_runtime() -> None:

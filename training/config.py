@@ -49,7 +49,8 @@ class TrainConfig(GPTConfig):
     device: str = option("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     dtype: str = option(
         "auto",
-        "auto (bf16 on CUDA that has it, else fp16; fp32 on CPU/MPS), float32, bfloat16 or float16",
+        "auto (bf16 on CUDA that has it, else fp16; bf16 on a CPU with native bf16, else fp32; "
+        "fp32 on MPS), float32, bfloat16 or float16",
         choices=DTYPE_NAMES,
     )
     compile: bool = option(False, "wrap the model in torch.compile")

@@ -206,8 +206,9 @@ class Trainer:
         def count(n: int, noun: str) -> str:
             return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
 
+        reason = f" ({rt.dtype_reason})" if rt.dtype_reason else ""
         self.console.print(
-            f"device {rt.device}, autocast {str(rt.dtype).removeprefix('torch.')}, "
+            f"device {rt.device}, autocast {str(rt.dtype).removeprefix('torch.')}{reason}, "
             f"{count(rt.world_size, 'process')}{', compiled' if cfg.compile else ''}"
         )
         self.console.print(f"model: {self.model.num_params() / 1e6:.2f}M parameters")
