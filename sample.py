@@ -17,7 +17,9 @@ from infra.checkpoint import (
 )
 from infra.cli import ConfigError, option, parse_into
 from infra.device import DeviceError, resolve_device, resolve_dtype
+from infra.figures import attention_figure
 from model import generate_tokens
+from model.attention_maps import attention_maps
 
 SEPARATOR = "\n" + "-" * 40
 
@@ -37,6 +39,9 @@ class SampleOptions:
     stream: bool | None = option(None, "print characters as they come (default: on a terminal)")
     kv_cache: bool = option(
         True, "keep keys and values; --no_kv_cache recomputes every step (slow)"
+    )
+    attention: str | None = option(
+        None, "also draw the prompt's attention maps (every layer and head) into this PNG file"
     )
 
     def __post_init__(self) -> None:
@@ -70,6 +75,16 @@ def read_prompt(options: SampleOptions) -> str:
     return prompt
 
 
+def draw_attention(model, ids: list[int], tokenizer, options: SampleOptions) -> None:
+    """Every layer's and head's attention over the prompt, as one PNG."""
+    idx = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
+    maps = [layer[0] for layer in attention_maps(model, idx)]
+    chars = [tokenizer.chars[i] for i in ids]
+    title = f"{options.ckpt}: attention over the prompt (rows: queries, columns: keys)"
+    attention_figure(maps, chars, title).savefig(options.attention, dpi=120)
+    print(f"wrote {options.attention}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         options = parse_into(SampleOptions, argv, "Generate text from a checkpoint of train.py.")
@@ -92,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{block_size} (its context)",
             file=sys.stderr,
         )
+    if options.attention is not None:
+        try:
+            draw_attention(model, prompt_ids[-block_size:], tokenizer, options)
+        except OSError as e:
+            print(
+                f"sample.py: error: cannot write {options.attention}: {e.strerror}", file=sys.stderr
+            )
+            return 1
     stream = sys.stdout.isatty() if options.stream is None else options.stream
     # bf16 on GPUs; fp32 on CPUs, so that a seed gives the same text on every CPU
     dtype = resolve_dtype("auto", device) if device.type != "cpu" else torch.float32

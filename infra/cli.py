@@ -177,6 +177,11 @@ def parse_into(cls: type, argv: Sequence[str] | None, description: str) -> Any:
     parser = Parser(description)
     parser.add_fields(cls)
     values = fields_of(cls, parser.parse(argv))
+    for f in dataclasses.fields(cls):
+        choices = f.metadata.get("choices")
+        if choices and values.get(f.name, f.default) not in choices:
+            got = values.get(f.name, f.default)
+            raise ConfigError(f"{f.name}: must be one of {', '.join(choices)}, got {got!r}")
     try:
         return cls(**values)
     except ValueError as e:

@@ -87,20 +87,27 @@ class GPTConfig:
         )
 
 
-def causal_attention_math(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
-) -> torch.Tensor:
-    """softmax(QKᵀ/√d_k)V with a causal mask, written out.
+def causal_softmax(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The attention weights softmax(QKᵀ/√d_k) with a causal mask: row i says how much query i
+    takes from each key; keys after it get exactly 0.
 
-    q: (B, nh, Tq, hs); k, v: (B, nh, Tk, hs) with Tq <= Tk. The queries are the last Tq of the Tk
+    q: (B, nh, Tq, hs); k: (B, nh, Tk, hs) with Tq <= Tk. The queries are the last Tq of the Tk
     positions (Tq < Tk when earlier keys come from a KV cache), so query i may see keys
-    0 .. i + (Tk - Tq).
+    0 .. i + (Tk - Tq). Returns (B, nh, Tq, Tk).
     """
     Tq, Tk = q.size(-2), k.size(-2)
     att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, Tq, Tk)
     allowed = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
     att = att.masked_fill(~allowed, float("-inf"))
-    att = F.softmax(att, dim=-1)
+    return F.softmax(att, dim=-1)
+
+
+def causal_attention_math(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """softmax(QKᵀ/√d_k)V with a causal mask, written out. Shapes as in `causal_softmax`;
+    returns (B, nh, Tq, hs)."""
+    att = causal_softmax(q, k)
     if dropout_p > 0.0:
         att = F.dropout(att, p=dropout_p)
     return att @ v  # (B, nh, Tq, hs)
@@ -148,12 +155,11 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-        kv_cache: LayerKVCache | None = None,
-    ) -> torch.Tensor:
+    def project(
+        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The queries, keys and values of every head, (B, nh, T, hs) each, with rotary positions
+        (when given) turned into the queries and keys."""
         B, T, C = x.size()
         nh, hs = self.n_head, C // self.n_head
         qk, v = self.c_attn(x).split((2 * C, C), dim=2)  # (B, T, 2C), (B, T, C)
@@ -162,12 +168,30 @@ class CausalSelfAttention(nn.Module):
             qk = apply_rotary(qk, *rotary)  # queries and keys turned in one pass
         q, k = qk.transpose(1, 2).split(nh, dim=1)  # (B, nh, T, hs) each
         v = v.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        return q, k, v
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_cache: LayerKVCache | None = None,
+    ) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.project(x, rotary)
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
         dropout_p = self.dropout if self.training else 0.0
         y = self.attend(q, k, v, dropout_p)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
         return F.dropout(self.c_proj(y), self.dropout, self.training)
+
+    def attention_weights(
+        self, x: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """What this layer's heads attend to for input x (B, T, C): (B, nh, T, T), row t the
+        weights query t gives keys 0..t, from the same queries and keys as forward."""
+        q, k, _ = self.project(x, rotary)
+        return causal_softmax(q, k)
 
 
 class MLP(nn.Module):

@@ -71,12 +71,13 @@ def tiny_config(shakespeare_path: Path, shakespeare: PreparedData, tmp_path: Pat
 @pytest.fixture
 def tiny_argv(shakespeare_path: Path, shakespeare: PreparedData, tmp_path: Path):
     """A factory: train.py arguments for a tiny.yaml run on the CPU in a private out_dir
-    (tmp_path / out), followed by any extra arguments."""
+    (tmp_path / out), followed by any extra arguments. The drawings for TensorBoard are off
+    (--inspect false): they cost a second an evaluation, and tests/test_inspect.py tests them."""
 
     def make(*extra: str, out: str = "run") -> list[str]:
         paths = flags(
             data_path=shakespeare_path, data_dir=shakespeare.data_dir, out_dir=tmp_path / out
         )
-        return ["--config", "tiny", "--device", "cpu", *paths, *extra]
+        return ["--config", "tiny", "--device", "cpu", "--inspect", "false", *paths, *extra]
 
     return make

@@ -70,7 +70,7 @@ def test_torchrun_trains_tiny_with_gloo_and_resumes(tiny_argv, tmp_path):
     assert "1 micro-step x 2 processes x 8 batch x 32 block = 512" in result.stdout
     assert sorted(p.name for p in out_dir.iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]
     assert len(list(out_dir.glob("events.out.tfevents.*"))) == 1
-    assert [p for p in out_dir.iterdir() if p.is_dir()] == []
+    assert list(out_dir.glob("*/**/events.out.tfevents.*")) == []  # no stray sub-runs
     events = EventAccumulator(str(out_dir))
     events.Reload()
     val = [e.value for e in events.Scalars("loss/val")]

@@ -3,6 +3,11 @@ sample.py end to end on a checkpoint that a tiny.yaml run writes here."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import flags
@@ -14,6 +19,7 @@ from model import GPT, GPTConfig, generate, sample_next_token
 from model.generate import Stepper, window_start
 
 BLOCK = 16
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -124,6 +130,7 @@ def tiny_run(tmp_path_factory, shakespeare_path):
     argv = flags(
         config="tiny",
         device="cpu",
+        inspect="false",
         data_path=shakespeare_path,
         data_dir=root / "data",
         out_dir=root / "run",
@@ -200,3 +207,18 @@ def test_prompt_longer_than_the_context_is_explained(tiny_run, capsys):
     )
     assert code == 0 and out.startswith("to be " * 10)
     assert "the model sees only the last 32" in err
+
+
+@pytest.mark.parametrize(
+    "module, forbidden",
+    [("sample", ("training",)), ("model", ("training", "infra", "data"))],
+)
+def test_layers_sampling_and_the_model_do_not_import_what_sits_above_them(module, forbidden):
+    """In a fresh interpreter: sample.py stands on infra/, data/ and model/ only; the model on
+    nothing of the project."""
+    code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert not set(forbidden) & set(ast.literal_eval(result.stdout))

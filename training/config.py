@@ -82,6 +82,14 @@ class TrainConfig(GPTConfig):
     sample_chars: int = option(
         200, "characters of sample text written at each evaluation (0: none)"
     )
+    inspect: bool = option(
+        True,
+        "at each evaluation, draw attention maps (IMAGES), weight and gradient histograms "
+        "(HISTOGRAMS) and save the embedding (PROJECTOR) for TensorBoard",
+    )
+    probe_text: str = option(
+        "", "text whose attention maps TensorBoard shows (default: a line of the validation split)"
+    )
     tensorboard: bool = option(True, "write TensorBoard event files into out_dir")
 
     def __post_init__(self) -> None:

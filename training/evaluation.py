@@ -1,5 +1,6 @@
-"""What the trainer measures at each evaluation: the loss on fixed windows of each split, and a
-short sample of text."""
+"""What the trainer measures at each evaluation: the loss on fixed windows of each split, a short
+sample of text, and views inside the model for TensorBoard (attention maps of a probe text,
+weight and gradient histograms, the character embedding)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ import torch
 import torch.distributed as dist
 
 from data import CharTokenizer, PreparedData, get_batch
+from infra.cli import ConfigError
 from infra.device import Runtime
+from infra.figures import attention_figure, visible
 from model import GPT, generate
+from model.attention_maps import attention_maps
 from training.config import TrainConfig
+from training.logger import Logger
 from training.rng import derived_seed
+
+PROBE_CHARS = 40  # the default probe's length: a label per character must stay readable
 
 
 @torch.no_grad()
@@ -47,3 +54,41 @@ def sample_text(model: GPT, tokenizer: CharTokenizer, n_chars: int, seed: int, r
         out = generate(model, idx, n_chars, generator=generator)
     model.train()
     return tokenizer.decode(out[0, len(start) :].tolist())
+
+
+def probe_tokens(config: TrainConfig, data: PreparedData) -> list[int]:
+    """The probe text's tokens: config.probe_text, or by default the start of the first line of
+    the validation split that has at least 24 characters. A ConfigError names what is wrong."""
+    tokenizer, text = data.tokenizer, config.probe_text
+    if not text:
+        lines = tokenizer.decode(data.val[:5000].tolist()).split("\n")
+        text = next((line for line in lines if len(line) >= 24), lines[0] or "\n")
+        text = text[: min(PROBE_CHARS, config.block_size)]
+    unknown = tokenizer.unknown_characters(text)
+    if unknown:
+        shown = ", ".join(repr(c) for c in unknown)
+        raise ConfigError(f"probe_text: {shown} not in the vocabulary of the data")
+    if len(text) > config.block_size:
+        raise ConfigError(
+            f"probe_text: {len(text)} characters, longer than block_size {config.block_size}"
+        )
+    return tokenizer.encode(text)
+
+
+def log_inside_the_model(
+    logger: Logger, model: GPT, probe: list[int], tokenizer: CharTokenizer, step: int
+) -> None:
+    """For TensorBoard, at an evaluation: each layer's attention maps for the probe (IMAGES),
+    every parameter's values and latest gradient (HISTOGRAMS), and the token embedding with one
+    label per character (PROJECTOR). Nothing here runs in the training step."""
+    idx = torch.tensor([probe], device=next(model.parameters()).device)
+    chars = [tokenizer.chars[i] for i in probe]
+    for layer, maps in enumerate(attention_maps(model, idx)):
+        title = f"layer {layer} at iteration {step}: each row's weights over the characters before"
+        logger.figure(f"attention/layer_{layer}", attention_figure([maps[0]], chars, title), step)
+    for name, p in model.named_parameters():
+        logger.histogram(f"weights/{name}", p, step)
+        if p.grad is not None:
+            logger.histogram(f"gradients/{name}", p.grad, step)
+    labels = [visible(c) for c in tokenizer.chars]
+    logger.embedding(model.transformer.wte.weight, labels, step)

@@ -4,15 +4,31 @@ the console shows a tqdm bar on a terminal and plain lines otherwise."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from tqdm import tqdm
+
+# TensorBoard's CUSTOM SCALARS tab: train and validation loss on one chart, so that the gap
+# between them (overfitting) is the first thing to see.
+LAYOUT = {
+    "loss": {
+        "train and validation": ["Multiline", ["loss/train", "loss/val", "loss/val_exact"]],
+        "training batches": ["Multiline", ["loss/train_step"]],
+    }
+}
 
 
 class Logger(Protocol):
+    active: bool  # False: nothing is recorded, so nothing need be computed for it
+
     def scalar(self, tag: str, value: float, step: int) -> None: ...
     def text(self, tag: str, text: str, step: int) -> None: ...
+    def figure(self, tag: str, figure: Any, step: int) -> None: ...
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None: ...
+    def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None: ...
     def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
@@ -21,10 +37,21 @@ class Logger(Protocol):
 class NullLogger:
     """Records nothing: for other ranks than 0, tests, and `--no-tensorboard`."""
 
+    active = False
+
     def scalar(self, tag: str, value: float, step: int) -> None:
         pass
 
     def text(self, tag: str, text: str, step: int) -> None:
+        pass
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        pass
+
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+        pass
+
+    def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
         pass
 
     def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
@@ -44,10 +71,13 @@ class TensorBoardLogger:
     interrupted run had logged at that step or later, so no step appears twice.
     """
 
+    active = True
+
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
 
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        self.writer.add_custom_scalars(LAYOUT)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
@@ -55,6 +85,19 @@ class TensorBoardLogger:
     def text(self, tag: str, text: str, step: int) -> None:
         # TensorBoard renders text as Markdown; indenting makes it a code block, kept verbatim
         self.writer.add_text(tag, "\n".join("    " + line for line in text.splitlines()), step)
+
+    def figure(self, tag: str, figure: Any, step: int) -> None:
+        self.writer.add_figure(tag, figure, step, close=False)
+
+    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+        self.writer.add_histogram(tag, values.detach().float().cpu(), step)
+
+    def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
+        """Rows of matrix for the PROJECTOR tab, one label each (tab-separated files, so a label
+        must not hold a tab or a newline)."""
+        self.writer.add_embedding(
+            matrix.detach().float().cpu(), metadata=list(labels), global_step=step, tag="wte"
+        )
 
     def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
         """Hyperparameters into this run's own event file. SummaryWriter.add_hparams would open a

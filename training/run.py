@@ -9,10 +9,11 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from data import load_dataset
+from data import PreparedData, load_dataset
 from infra.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from infra.device import Runtime, launched_by_torchrun, runtime_for
 from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
+from model.scoring import exact_loss
 from training.config import TrainArgs, TrainConfig, config_for_resume
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
 from training.trainer import Trainer
@@ -112,6 +113,8 @@ def _train(args: TrainArgs, config: TrainConfig, checkpoint: dict | None, runtim
             logger.hparams(config.to_dict(), ["loss/val", "loss/train"])
         trainer.describe()
         trainer.fit()
+        if runtime.is_main:
+            report_exact_val_loss(trainer, data, runtime, logger, console)
         peak = ""
         if runtime.device.type == "cuda":
             peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
@@ -121,6 +124,19 @@ def _train(args: TrainArgs, config: TrainConfig, checkpoint: dict | None, runtim
         )
     finally:
         logger.close()
+
+
+def report_exact_val_loss(
+    trainer: Trainer, data: PreparedData, rt: Runtime, logger: Logger, console: Console
+) -> None:
+    """Once, at the end of a run: the loss over every character of the validation split
+    (model/scoring.py), beside the last random-window estimate."""
+    with rt.autocast():
+        nats, count = exact_loss(trainer.model, data.val)
+    estimate = trainer.eval_losses.get("val")
+    beside = f" (random-window estimate {estimate:.4f})" if estimate is not None else ""
+    console.print(f"exact val loss {nats:.4f} over all {count:,} characters{beside}")
+    logger.scalar("loss/val_exact", nats, trainer.iter_num)
 
 
 def error_prefix() -> str:

@@ -20,7 +20,7 @@ from infra.checkpoint import save_checkpoint
 from infra.device import Runtime, peak_flops
 from model import GPT
 from training.config import ConfigError, TrainConfig
-from training.evaluation import estimate_loss, sample_text
+from training.evaluation import estimate_loss, log_inside_the_model, probe_tokens, sample_text
 from training.logger import Console, Logger, NullLogger
 from training.optim import build_optimizer
 from training.rng import all_rng_states, derived_seed, rng_state, set_rng_state
@@ -85,6 +85,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16)
         self.iter_num = 0
         self.best_val_loss = math.inf
+        self.eval_losses: dict[str, float] = {}  # the latest evaluation, with its iteration
+        self.probe = probe_tokens(config, data)
         # dropout masks and batches differ between ranks
         torch.manual_seed(derived_seed(config.seed, "dropout", runtime.rank))
         self.batch_generator = torch.Generator().manual_seed(
@@ -113,6 +115,9 @@ class Trainer:
         lr = get_lr(self.iter_num, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        # Gradients are cleared here rather than after the step, so that an evaluation between
+        # steps can still show the last update's gradients (histograms in TensorBoard).
+        self.optimizer.zero_grad(set_to_none=True)
         mean_loss = torch.zeros((), device=self.runtime.device)
         for micro_step in range(self.accum_steps):
             x, y = next(batches)
@@ -138,7 +143,6 @@ class Trainer:
             )
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
         self.iter_num += 1
         return mean_loss, grad_norm
 
@@ -155,6 +159,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "iter_num": self.iter_num,
             "best_val_loss": self.best_val_loss,
+            "eval_losses": self.eval_losses,
             "config": self.config.to_dict(),
             "vocab": list(self.data.tokenizer.chars),
             "rng": rng_states or [rng_state(self.runtime.device, self.batch_generator)],
@@ -177,6 +182,7 @@ class Trainer:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.iter_num = checkpoint["iter_num"]
         self.best_val_loss = checkpoint["best_val_loss"]
+        self.eval_losses = checkpoint.get("eval_losses", {})  # absent from older checkpoints
         rng_states = checkpoint["rng"]
         if len(rng_states) == rt.world_size:
             set_rng_state(rng_states[rt.rank], rt.device, self.batch_generator)
@@ -213,6 +219,7 @@ class Trainer:
         )
         self.console.print(f"model: {self.model.num_params() / 1e6:.2f}M parameters")
         self.console.print(
+        reason = f" ({rt.dtype_reason})" if rt.dtype_reason else ""
             f"tokens per iteration: {count(self.accum_steps, 'micro-step')} x "
             f"{count(rt.world_size, 'process')} x {cfg.batch_size} batch x {cfg.block_size} "
             f"block = {self.tokens_per_iter:,}"
@@ -264,9 +271,12 @@ class Trainer:
             raise NonFiniteLoss(f"evaluation at iteration {step} gave a non-finite loss")
         self.logger.scalar("loss/train", losses["train"], step)
         self.logger.scalar("loss/val", losses["val"], step)
+        self.eval_losses = {"iter": step, **losses}
         if cfg.sample_chars and rt.is_main:
             text = sample_text(self.model, self.data.tokenizer, cfg.sample_chars, cfg.seed, rt)
             self.logger.text("sample", text, step)
+        if cfg.inspect and self.logger.active:
+            log_inside_the_model(self.logger, self.model, self.probe, self.data.tokenizer, step)
         improved = losses["val"] < self.best_val_loss
         self.best_val_loss = min(self.best_val_loss, losses["val"])
         self.save(best=improved)

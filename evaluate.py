@@ -1,0 +1,110 @@
+"""Score every character of a text with a checkpoint: `python evaluate.py --ckpt out/small`.
+
+Prints the characters scored, the mean loss in nats, bits per character and perplexity of the
+whole validation split (or --split train, or any UTF-8 --text_file), and beside them the random-
+window estimate the trainer made for the same checkpoint. See model/scoring.py for the windows.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data import DataError, load_dataset
+from infra.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    resolve_checkpoint_path,
+    restore_model,
+)
+from infra.cli import ConfigError, option, parse_into
+from infra.device import DeviceError, resolve_device
+from model.scoring import bits_and_perplexity, exact_loss
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    ckpt: str = option(help="a checkpoint file, or a run directory (its best.pt, else last.pt)")
+    split: str = option(
+        "val", "the split of the checkpoint's dataset to score", choices=("train", "val")
+    )
+    text_file: str | None = option(None, "score this UTF-8 file instead of a split")
+    stride: int | None = option(None, "characters between windows (default: block_size / 2)")
+    batch_size: int = option(32, "windows per forward pass")
+    device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"--batch_size must be at least 1, got {self.batch_size}")
+
+
+def text_tokens(options: EvaluateOptions, checkpoint: dict, tokenizer) -> tuple[torch.Tensor, str]:
+    """The tokens to score and a name for them."""
+    if options.text_file is not None:
+        path = Path(options.text_file)
+        if not path.is_file():
+            raise ConfigError(f"--text_file {path} does not exist")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"--text_file {path} is not UTF-8 text") from None
+        return torch.tensor(tokenizer.encode_array(text), dtype=torch.long), str(path)
+    config = checkpoint["config"]
+    data = load_dataset(config["dataset"], config["data_path"], config["data_dir"])
+    if data.tokenizer.chars != tokenizer.chars:
+        raise DataError(
+            "the checkpoint's vocabulary differs from its dataset's: it cannot score it"
+        )
+    return (data.train if options.split == "train" else data.val), f"the {options.split} split"
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        options = parse_into(EvaluateOptions, argv, __doc__.split("\n")[0])
+        device = resolve_device(options.device)
+        checkpoint = load_checkpoint(resolve_checkpoint_path(options.ckpt), map_location=device)
+        model, tokenizer = restore_model(checkpoint, device)
+        tokens, name = text_tokens(options, checkpoint, tokenizer)
+        block_size = model.config.block_size
+        stride = options.stride if options.stride is not None else block_size // 2
+        if not 1 <= stride <= max(1, block_size // 2):
+            raise ConfigError(f"--stride must be between 1 and block_size / 2 = {block_size // 2}")
+        if tokens.numel() < 2:
+            raise ConfigError(f"{name} has {tokens.numel()} characters; it needs at least 2")
+    except ConfigError as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 2
+    except (CheckpointError, DataError, DeviceError) as e:
+        print(f"evaluate.py: error: {e}", file=sys.stderr)
+        return 1
+
+    def progress(batches):
+        return tqdm(batches, desc="scoring", unit="batch", disable=not sys.stderr.isatty())
+
+    nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
+    bits, perplexity = bits_and_perplexity(nats)
+    short = min(block_size, tokens.numel() - 1) // 2 - 1
+    print(
+        f"{name}: {count:,} characters scored, each with up to {block_size} characters of context"
+    )
+    print(f"  (all but the first {max(short, 0)} with at least {block_size // 2}; stride {stride})")
+    print(f"  loss        {nats:.4f} nats per character")
+    print(f"  bits        {bits:.4f} per character")
+    print(f"  perplexity  {perplexity:.3f}")
+    estimate = checkpoint.get("eval_losses")
+    if estimate and options.text_file is None:
+        print(
+            f"  the trainer's estimate at iteration {estimate['iter']}: {options.split} loss "
+            f"{estimate[options.split]:.4f} (random windows)"
+        )
+    elif options.text_file is None:
+        print("  the trainer's estimate: not recorded in this checkpoint (an older one)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The exact loss of a model on a whole text: every character scored once, with sliding windows.
+
+Training reports a random-window estimate (eval_iters batches). This scores every character of a
+text instead. Each prediction needs context, and the model sees at most block_size characters, so
+the text is cut into overlapping windows of block_size characters, `stride` apart. The first window
+scores all its positions; each later one scores only its last `stride` positions, whose context is
+then at least block_size - stride + 1 characters. With the default stride of block_size // 2, every
+character but the first block_size // 2 - 1 has at least block_size // 2 characters before it. The
+text's very first character has no context at all and is not scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch.nn import functional as F
+
+from model.gpt import GPT
+
+
+def window_plan(n_tokens: int, block_size: int, stride: int) -> list[tuple[int, int]]:
+    """(start, first scored position) of each window: the window holds tokens start ..
+    start + T - 1 (T = block_size, or less for a short text) and its position j predicts token
+    start + j + 1. Together the windows score tokens 1 .. n_tokens - 1, each exactly once."""
+    if n_tokens < 2:
+        raise ValueError(f"a text of {n_tokens} characters has nothing to predict")
+    if not 1 <= stride <= max(1, block_size // 2):
+        raise ValueError(f"stride must be between 1 and block_size / 2 = {block_size // 2}")
+    T = min(block_size, n_tokens - 1)
+    last = n_tokens - 1 - T  # the last start whose window's targets stay inside the text
+    starts = list(range(0, last + 1, stride))
+    if starts[-1] != last:
+        starts.append(last)
+    plan, scored_up_to = [], 0  # tokens 1 .. scored_up_to are scored already
+    for start in starts:
+        plan.append((start, scored_up_to - start))
+        scored_up_to = start + T
+    return plan
+
+
+@torch.no_grad()
+def exact_loss(
+    model: GPT,
+    tokens: torch.Tensor,
+    stride: int | None = None,
+    batch_size: int = 32,
+    progress: Callable[[Iterable], Iterable] = iter,
+) -> tuple[float, int]:
+    """Mean cross-entropy (nats) over every token of tokens (N,) but the first, and how many were
+    scored. Windows go through the model batch_size at a time; progress wraps the batches (tqdm)."""
+    block_size = model.config.block_size
+    stride = block_size // 2 if stride is None else stride
+    plan = window_plan(tokens.numel(), block_size, stride)
+    T = min(block_size, tokens.numel() - 1)
+    device = next(model.parameters()).device
+    offsets = torch.arange(T + 1)
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
+    was_training = model.training
+    model.eval()
+    batches = [plan[i : i + batch_size] for i in range(0, len(plan), batch_size)]
+    for batch in progress(batches):
+        starts = torch.tensor([start for start, _ in batch])
+        first = torch.tensor([first for _, first in batch], device=device)
+        windows = tokens[starts[:, None] + offsets].to(device)  # (B, T + 1)
+        logits, _ = model(windows[:, :-1])  # (B, T, vocab_size)
+        losses = F.cross_entropy(logits.float().transpose(1, 2), windows[:, 1:], reduction="none")
+        scored = torch.arange(T, device=device)[None, :] >= first[:, None]  # (B, T)
+        total += (losses * scored).sum(dtype=torch.float64)
+        count += int(scored.sum())
+    model.train(was_training)
+    return total.item() / count, count
+
+
+def bits_and_perplexity(nats: float) -> tuple[float, float]:
+    """A mean loss in nats as bits per character and as perplexity."""
+    return nats / math.log(2), math.exp(nats)

@@ -1,0 +1,223 @@
+"""Seeing inside the model: attention maps against the formula computed from a layer's weights,
+the exact evaluation against a brute-force loop, and what TensorBoard and evaluate.py show."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from google.protobuf import text_format
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+from torch.nn import functional as F
+
+import evaluate
+import sample
+import train
+from infra.figures import visible
+from model import GPT, GPTConfig
+from model.attention_maps import attention_maps
+from model.scoring import exact_loss, window_plan
+
+BLOCK = 16
+
+
+def small_model(pos_embedding: str, **overrides) -> GPT:
+    torch.manual_seed(0)
+    config = dict(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32)
+    model = GPT(GPTConfig(**{**config, "pos_embedding": pos_embedding, **overrides})).eval()
+    with torch.no_grad():  # weights large enough that attention is far from a plain average
+        for name, p in model.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3)
+            else:
+                p.normal_(1.0 if name.endswith(("ln_1.weight", "ln_2.weight")) else 0.0, 0.2)
+    return model
+
+
+def weights_from_the_formula(model: GPT, layer: int, idx: torch.Tensor) -> torch.Tensor:
+    """softmax(QKᵀ/√d_k) with a causal mask, head by head, from the layer's input and weights;
+    rotary positions written as complex rotations (RoFormer)."""
+    cfg, B, T = model.config, *idx.shape
+    x = model.transformer.wte.weight[idx]
+    if cfg.pos_embedding == "learned":
+        x = x + model.transformer.wpe.weight[:T]
+    for block in model.transformer.h[:layer]:
+        x = block(
+            x, (model.rope_cos[:T], model.rope_sin[:T]) if cfg.pos_embedding == "rope" else None
+        )
+    block, C, nh = model.transformer.h[layer], cfg.n_embd, cfg.n_head
+    hs = C // nh
+    h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias)
+    qkv = h @ block.attn.c_attn.weight.T + block.attn.c_attn.bias
+    maps = torch.zeros(B, nh, T, T)
+    theta = 10000.0 ** (-torch.arange(0, hs, 2).double() / hs)
+    turn = torch.exp(1j * torch.arange(T).double()[:, None] * theta)  # (T, hs/2)
+
+    def rotate(z: torch.Tensor) -> torch.Tensor:
+        c = torch.complex(z[..., : hs // 2].double(), z[..., hs // 2 :].double()) * turn
+        return torch.cat((c.real, c.imag), dim=-1).float()
+
+    for head in range(nh):
+        q = qkv[..., head * hs : (head + 1) * hs]
+        k = qkv[..., C + head * hs : C + (head + 1) * hs]
+        if cfg.pos_embedding == "rope":
+            q, k = rotate(q), rotate(k)
+        for t in range(T):
+            scores = (q[:, t : t + 1] @ k[:, : t + 1].transpose(1, 2))[:, 0] / math.sqrt(hs)
+            maps[:, head, t, : t + 1] = torch.softmax(scores, dim=-1)
+    return maps
+
+
+@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
+def test_attention_maps_are_the_formula_from_each_layers_weights(pos_embedding):
+    model = small_model(pos_embedding)
+    idx = torch.randint(0, 65, (2, BLOCK))
+    maps = attention_maps(model, idx)
+    assert len(maps) == 2 and maps[0].shape == (2, 4, BLOCK, BLOCK)
+    for layer in range(2):
+        with torch.no_grad():
+            expected = weights_from_the_formula(model, layer, idx)
+        torch.testing.assert_close(maps[layer], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(maps[layer].sum(-1), torch.ones(2, 4, BLOCK))  # rows sum to 1
+        above = torch.ones(BLOCK, BLOCK, dtype=torch.bool).triu(1)
+        assert torch.all(maps[layer][..., above] == 0)  # exactly 0: the future is masked
+        plain_average = torch.tril(torch.ones(BLOCK, BLOCK)) / torch.arange(1, BLOCK + 1)[:, None]
+        assert (maps[layer] - plain_average).abs().max() > 0.2  # a test that could tell
+
+
+def test_changing_the_text_after_t_leaves_rows_up_to_t_unchanged():
+    model = small_model("rope")
+    idx = torch.randint(0, 65, (1, BLOCK))
+    changed, t = idx.clone(), 6
+    changed[:, t + 1 :] = (idx[:, t + 1 :] + 1) % 65
+    for before, after in zip(
+        attention_maps(model, idx), attention_maps(model, changed), strict=True
+    ):
+        torch.testing.assert_close(before[..., : t + 1, :], after[..., : t + 1, :], atol=0, rtol=0)
+        assert not torch.equal(before[..., t + 1 :, :], after[..., t + 1 :, :])
+
+
+@pytest.mark.parametrize("n_tokens", [7, 40, 61])
+def test_exact_loss_with_stride_1_equals_scoring_each_position_with_its_full_left_context(n_tokens):
+    model = small_model("learned")
+    tokens = torch.randint(0, 65, (n_tokens,), generator=torch.Generator().manual_seed(n_tokens))
+    losses = []
+    with torch.no_grad():
+        for i in range(1, n_tokens):  # brute force: one position at a time
+            context = tokens[max(0, i - BLOCK) : i]
+            logits = model(context[None])[0][0, -1]
+            losses.append(F.cross_entropy(logits[None], tokens[i : i + 1]).item())
+    nats, count = exact_loss(model, tokens, stride=1, batch_size=5)
+    assert count == n_tokens - 1
+    assert nats == pytest.approx(sum(losses) / len(losses), abs=1e-5)
+
+
+@pytest.mark.parametrize("n_tokens, block_size, stride", [(200, 16, 8), (201, 16, 5), (9, 16, 8)])
+def test_window_plan_scores_every_character_once_with_at_least_half_a_block_of_context(
+    n_tokens, block_size, stride
+):
+    T = min(block_size, n_tokens - 1)
+    scored = [
+        (start + j + 1, j + 1)  # (the token scored, its context length)
+        for start, first in window_plan(n_tokens, block_size, stride)
+        for j in range(first, T)
+    ]
+    assert [token for token, _ in scored] == list(range(1, n_tokens))
+    assert all(context >= T // 2 for token, context in scored if token >= T // 2)
+    with pytest.raises(ValueError, match="stride must be between 1 and"):
+        window_plan(n_tokens, block_size, block_size // 2 + 1)
+
+
+# ---- on a trained checkpoint, through the commands -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, shakespeare_path):
+    root = tmp_path_factory.mktemp("inspect")
+    argv = [
+        "--config", "tiny", "--device", "cpu", "--data_path", str(shakespeare_path),
+        "--data_dir", str(root / "data"), "--out_dir", str(root / "run"),
+        "--max_iters", "40", "--probe_text", "ROMEO:\nO, she doth teach",
+    ]  # fmt: skip
+    assert train.main(argv) == 0
+    return root / "run"
+
+
+def test_tensorboard_shows_attention_histograms_one_loss_chart_and_the_exact_loss(tiny_run):
+    events = EventAccumulator(str(tiny_run), size_guidance={"images": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"attention/layer_0", "attention/layer_1"} <= set(tags["images"])
+    image = events.Images("attention/layer_0")[-1]
+    assert image.step == 40 and image.encoded_image_string.startswith(b"\x89PNG")
+    assert "weights/transformer.h.1.attn.c_attn.weight" in tags["histograms"]
+    grads = events.Histograms("gradients/transformer.h.1.attn.c_attn.weight")
+    assert [g.step for g in grads] == [20, 40]  # the last update's gradients; none before any
+    assert "custom_scalars__config__" in tags["tensors"]  # the train-and-val chart's layout
+    exact = events.Scalars("loss/val_exact")
+    assert len(exact) == 1 and exact[0].step == 40
+    assert abs(exact[0].value - events.Scalars("loss/val")[-1].value) < 0.15
+
+
+def test_projector_gets_the_embedding_with_one_readable_label_per_character(tiny_run):
+    config = text_format.Parse((tiny_run / "projector_config.pbtxt").read_text(), ProjectorConfig())
+    latest = config.embeddings[-1]  # one per checkpoint
+    assert len(config.embeddings) == 3
+    labels = (tiny_run / latest.metadata_path).read_text(encoding="utf-8").split("\n")[:-1]
+    vocab = evaluate.load_checkpoint(tiny_run / "last.pt")["vocab"]
+    assert labels == [visible(c) for c in vocab] and labels[:2] == ["\\n", "␣"]
+    rows = (tiny_run / latest.tensor_path).read_text().strip().split("\n")
+    assert (len(rows), len(rows[0].split("\t"))) == (65, 32)
+
+
+def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(tiny_run, capsys):
+    assert evaluate.main(["--ckpt", str(tiny_run), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "the val split: 111,539 characters scored" in out
+    nats = float(out.split("loss")[1].split()[0])
+    bits = float(out.split("bits")[1].split()[0])
+    assert bits == pytest.approx(nats / math.log(2), abs=1e-3)
+    assert "the trainer's estimate at iteration 40: val loss" in out
+
+
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (("--stride", "17"), 2, "--stride must be between 1 and block_size / 2 = 16"),
+        (("--split", "test"), 2, "split: must be one of train, val"),
+        (("--text_file", "/no/such.txt"), 2, "--text_file /no/such.txt does not exist"),
+    ],
+)
+def test_evaluate_mistakes_are_one_line(tiny_run, capsys, argv, code, message):
+    assert evaluate.main(["--ckpt", str(tiny_run), *argv]) == code
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_evaluate_refuses_a_text_with_unknown_characters_and_a_damaged_checkpoint(
+    tiny_run, tmp_path, capsys
+):
+    text = tmp_path / "text.txt"
+    text.write_text("Zoë’s text", encoding="utf-8")
+    assert evaluate.main(["--ckpt", str(tiny_run), "--text_file", str(text)]) == 1
+    assert "'ë', '’' not in the vocabulary" in capsys.readouterr().err
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes((tiny_run / "last.pt").read_bytes()[:3000])
+    assert evaluate.main(["--ckpt", str(broken)]) == 1
+    assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+def test_sample_draws_the_prompts_attention_into_a_png(tiny_run, tmp_path, capsys):
+    png = tmp_path / "attention.png"
+    argv = ["--ckpt", str(tiny_run), "--prompt", "ROMEO:", "--attention", str(png)]
+    assert sample.main([*argv, "--max_new_tokens", "0"]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+    assert f"wrote {png}" in capsys.readouterr().err
+
+
+def test_a_probe_with_unknown_characters_is_a_config_error_before_training(tiny_argv, capsys):
+    assert train.main(tiny_argv("--probe_text", "Ça va")) == 2
+    err = capsys.readouterr().err
+    assert "probe_text: 'Ç' not in the vocabulary" in err and err.count("\n") == 1
