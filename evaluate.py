@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -21,7 +20,7 @@ from infra.checkpoint import (
     resolve_checkpoint_path,
     restore_model,
 )
-from infra.cli import ConfigError, option, parse_into
+from infra.cli import ConfigError, option, parse_into, read_text_file
 from infra.device import DeviceError, resolve_device
 from model.scoring import bits_and_perplexity, exact_loss
 
@@ -45,14 +44,8 @@ class EvaluateOptions:
 def text_tokens(options: EvaluateOptions, checkpoint: dict, tokenizer) -> tuple[torch.Tensor, str]:
     """The tokens to score and a name for them."""
     if options.text_file is not None:
-        path = Path(options.text_file)
-        if not path.is_file():
-            raise ConfigError(f"--text_file {path} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"--text_file {path} is not UTF-8 text") from None
-        return torch.tensor(tokenizer.encode_array(text), dtype=torch.long), str(path)
+        text = read_text_file("--text_file", options.text_file)
+        return torch.tensor(tokenizer.encode_array(text), dtype=torch.long), options.text_file
     config = checkpoint["config"]
     data = load_dataset(config["dataset"], config["data_path"], config["data_dir"])
     if data.tokenizer.chars != tokenizer.chars:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -15,7 +14,7 @@ from infra.checkpoint import (
     resolve_checkpoint_path,
     restore_model,
 )
-from infra.cli import ConfigError, option, parse_into
+from infra.cli import ConfigError, option, parse_into, read_text_file
 from infra.device import DeviceError, resolve_device, resolve_dtype
 from infra.figures import attention_figure
 from model import generate_tokens
@@ -61,13 +60,7 @@ class SampleOptions:
 
 def read_prompt(options: SampleOptions) -> str:
     if options.prompt_file is not None:
-        path = Path(options.prompt_file)
-        if not path.is_file():
-            raise ConfigError(f"--prompt_file {path} does not exist")
-        try:
-            prompt = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"--prompt_file {path} is not UTF-8 text") from None
+        prompt = read_text_file("--prompt_file", options.prompt_file)
     else:
         prompt = "\n" if options.prompt is None else options.prompt
     if not prompt:

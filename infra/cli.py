@@ -164,6 +164,17 @@ def _help_text(f: dataclasses.Field) -> str:
     return f"{text} [default: {shown}]" if shown != "" else text
 
 
+def read_text_file(flag: str, path: str) -> str:
+    """The UTF-8 text of a file named on the command line by `flag`, or a one-line ConfigError."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{flag} {file} does not exist")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{flag} {file} is not UTF-8 text") from None
+
+
 def fields_of(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
     """The values in namespace that are fields of cls (tuples for the fields that take several)."""
     names = {f.name for f in dataclasses.fields(cls)}

@@ -188,8 +188,8 @@ def test_crash_during_checkpoint_write_leaves_previous_checkpoint_loadable(tmp_p
     assert survivor["iter_num"] == 1 and torch.equal(survivor["model"]["w"], torch.ones(3))
 
 
-def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
-    argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
+def start_training(argv: list[str]) -> subprocess.Popen:
+    """train.py in its own process, returned once it has logged a training step."""
     process = subprocess.Popen(
         [sys.executable, "train.py", *argv],
         cwd=ROOT,
@@ -198,16 +198,22 @@ def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    for line in process.stdout:  # wait until it is training
-        if line.startswith("iter 10:"):
-            break
+    for line in process.stdout:
+        if line.startswith("iter 5:"):
+            return process
+    raise AssertionError(f"train.py ended before training: {process.communicate()[1]}")
+
+
+def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
+    argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
+    process = start_training(argv)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err
     assert "SIGINT" in err and "--resume" in err
     stopped_at = load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"]
-    assert 10 <= stopped_at < 100000
+    assert 5 <= stopped_at < 100000
     resume = tiny_argv("--resume", "--max_iters", str(stopped_at + 5))
     assert train.main(resume) == 0
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] == stopped_at + 5
@@ -270,22 +276,6 @@ def test_an_out_dir_that_cannot_be_a_directory_is_one_line(
     err = capsys.readouterr().err
     assert message.format(tmp=tmp_path) in err and err.count("\n") == 1
     assert blocker.read_text() == "not a directory"
-
-
-def start_training(argv: list[str]) -> subprocess.Popen:
-    """train.py in its own process, returned once it has logged a training step."""
-    process = subprocess.Popen(
-        [sys.executable, "train.py", *argv],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    for line in process.stdout:
-        if line.startswith("iter 5:"):
-            return process
-    raise AssertionError(f"train.py ended before training: {process.communicate()[1]}")
 
 
 def test_a_live_run_owns_its_directory_and_a_killed_one_does_not_block_the_next(

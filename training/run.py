@@ -111,7 +111,7 @@ def _train(args: TrainArgs, config: TrainConfig, checkpoint: dict | None, runtim
         trainer = Trainer(config, runtime, data, logger, console, checkpoint)
         if checkpoint is None:
             logger.hparams(config.to_dict(), ["loss/val", "loss/train"])
-        trainer.describe()
+        describe(trainer, runtime, console)
         trainer.fit()
         if runtime.is_main:
             report_exact_val_loss(trainer, data, runtime, logger, console)
@@ -124,6 +124,27 @@ def _train(args: TrainArgs, config: TrainConfig, checkpoint: dict | None, runtim
         )
     finally:
         logger.close()
+
+
+def describe(trainer: Trainer, rt: Runtime, console: Console) -> None:
+    """The start-up lines: where and in what precision it runs (and why), the model's size, and
+    the tokens one optimizer step sees."""
+    cfg = trainer.config
+
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
+
+    reason = f" ({rt.dtype_reason})" if rt.dtype_reason else ""
+    console.print(
+        f"device {rt.device}, autocast {str(rt.dtype).removeprefix('torch.')}{reason}, "
+        f"{count(rt.world_size, 'process')}{', compiled' if cfg.compile else ''}"
+    )
+    console.print(f"model: {trainer.model.num_params() / 1e6:.2f}M parameters")
+    console.print(
+        f"tokens per iteration: {count(trainer.accum_steps, 'micro-step')} x "
+        f"{count(rt.world_size, 'process')} x {cfg.batch_size} batch x {cfg.block_size} "
+        f"block = {trainer.tokens_per_iter:,}"
+    )
 
 
 def report_exact_val_loss(

@@ -206,25 +206,6 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------------------
 
-    def describe(self) -> None:
-        cfg, rt = self.config, self.runtime
-
-        def count(n: int, noun: str) -> str:
-            return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
-
-        reason = f" ({rt.dtype_reason})" if rt.dtype_reason else ""
-        self.console.print(
-            f"device {rt.device}, autocast {str(rt.dtype).removeprefix('torch.')}{reason}, "
-            f"{count(rt.world_size, 'process')}{', compiled' if cfg.compile else ''}"
-        )
-        self.console.print(f"model: {self.model.num_params() / 1e6:.2f}M parameters")
-        self.console.print(
-        reason = f" ({rt.dtype_reason})" if rt.dtype_reason else ""
-            f"tokens per iteration: {count(self.accum_steps, 'micro-step')} x "
-            f"{count(rt.world_size, 'process')} x {cfg.batch_size} batch x {cfg.block_size} "
-            f"block = {self.tokens_per_iter:,}"
-        )
-
     def fit(self) -> None:
         """Train until max_iters: evaluate and checkpoint every eval_interval iterations, log every
         log_interval. SIGINT/SIGTERM take effect at the next log point, where the ranks meet: every
