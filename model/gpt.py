@@ -308,8 +308,7 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx)  # (B, T, C)
         rotary = None
         if self.config.pos_embedding == "learned":
-            positions = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
-            x = x + self.transformer.wpe(positions)  # (B, T, C) + (T, C)
+            x = x + self.transformer.wpe.weight[past : past + T]  # (B, T, C) + (T, C): positions
         else:
             rotary = (self.rope_cos[past : past + T], self.rope_sin[past : past + T])
         x = F.dropout(x, self.config.dropout, self.training)

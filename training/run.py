@@ -62,7 +62,7 @@ def claim_run_dir(out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime) -> R
                     )
                 for path in _previous_run_files(out_dir):
                     path.unlink()
-        except RunDirError as e:
+        except (RunDirError, OSError) as e:  # every rank must hear of it, or the others would hang
             problem = str(e)
             if lock is not None:
                 lock.release()
