@@ -60,5 +60,5 @@ def attention_figure(maps: Sequence[torch.Tensor], chars: Sequence[str], title: 
                 ax.set_xlabel("key (the earlier character it reads)", fontsize=7)
     colorbar_axes = fig.add_axes((1 - 0.8 / width, bottom / height, 0.15 / width, 0.5))
     fig.colorbar(image, cax=colorbar_axes, label="attention weight")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, y=1 - 0.12 / height, va="top")  # above the panels' titles
     return fig

@@ -4,11 +4,13 @@ the exact evaluation against a brute-force loop, and what TensorBoard and evalua
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
 from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 from torch.nn import functional as F
 
@@ -155,7 +157,14 @@ def test_tensorboard_shows_attention_histograms_one_loss_chart_and_the_exact_los
     assert "weights/transformer.h.1.attn.c_attn.weight" in tags["histograms"]
     grads = events.Histograms("gradients/transformer.h.1.attn.c_attn.weight")
     assert [g.step for g in grads] == [20, 40]  # the last update's gradients; none before any
-    assert "custom_scalars__config__" in tags["tensors"]  # the train-and-val chart's layout
+    chart = events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
+    layout = Layout.FromString(chart).category[0].chart[0].multiline.tag  # the train-and-val chart
+    scalar_tags = tags["scalars"]
+    assert [t for t in scalar_tags if any(re.search(p, t) for p in layout)] == [
+        "loss/train",
+        "loss/val",
+        "loss/val_exact",
+    ]
     exact = events.Scalars("loss/val_exact")
     assert len(exact) == 1 and exact[0].step == 40
     assert abs(exact[0].value - events.Scalars("loss/val")[-1].value) < 0.15

@@ -15,8 +15,9 @@ from tqdm import tqdm
 # between them (overfitting) is the first thing to see.
 LAYOUT = {
     "loss": {
-        "train and validation": ["Multiline", ["loss/train", "loss/val", "loss/val_exact"]],
-        "training batches": ["Multiline", ["loss/train_step"]],
+        # regular expressions: anchored, or loss/train would take loss/train_step in too
+        "train and validation": ["Multiline", ["^loss/train$", "^loss/val$", "^loss/val_exact$"]],
+        "training batches": ["Multiline", ["^loss/train_step$"]],
     }
 }
 
