@@ -3,7 +3,7 @@
     python benchmarks/time_to_loss.py --config cpu_fast --target 1.886 --keep runs/
     python benchmarks/plot_curves.py runs/* --out docs/loss_curves.png
 
-Needs matplotlib, which nothing else in the project uses: `pip install matplotlib`.
+Draws with matplotlib, which the requirements install (it also draws the attention maps).
 Time is measured from the moment each run opened its TensorBoard writer (about two seconds after
 the process started, once torch was imported and the data loaded).
 """

@@ -7,8 +7,9 @@ For each seed it starts train.py in a fresh directory, clocks from the moment it
 process
 (Python start-up, imports, data loading and every evaluation included), and prints: the seconds at
 which an evaluation first reported val loss <= target (or that none did), the whole process's wall
-time, the final and best val loss, the median training tokens/s, and peak memory (the process's
-maximum RSS on the CPU; torch.cuda.max_memory_allocated on CUDA). Then the median and the spread
+time, the final and best val loss (the trainer's estimates), the exact val loss the run ends with,
+the median training tokens/s, and peak memory (the process's maximum RSS on the CPU;
+torch.cuda.max_memory_allocated on CUDA). Then the median and the spread
 (min to max) over the seeds.
 """
 
@@ -34,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EVAL_LINE = re.compile(r"^iter (\d+): train loss ([\d.]+), val loss ([\d.naif]+)")
 LOG_LINE = re.compile(r"^iter (\d+): loss [\d.naif]+, lr \S+, ([\d,]+) tok/s")
 PEAK_CUDA = re.compile(r"peak CUDA memory ([\d.]+) GiB")
+EXACT_LINE = re.compile(r"^exact val loss ([\d.]+) over all")
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Run:
     wall: float
     final_val: float
     best_val: float
+    exact_val: float
     tokens_per_sec: float
     peak_memory_gib: float
     returncode: int
@@ -73,7 +76,7 @@ def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
         process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
-        reached, vals, rates, peak_cuda = None, [], [], None
+        reached, vals, rates, peak_cuda, exact = None, [], [], None, float("nan")
         for line in process.stdout:
             now = time.perf_counter() - start
             if match := EVAL_LINE.match(line):
@@ -85,6 +88,8 @@ def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path
                 rates.append(float(match.group(2).replace(",", "")))
             elif match := PEAK_CUDA.search(line):
                 peak_cuda = float(match.group(1))
+            elif match := EXACT_LINE.match(line):
+                exact = float(match.group(1))
         process.wait()
         wall = time.perf_counter() - start
         if keep is not None:  # the run's TensorBoard files, for benchmarks/plot_curves.py
@@ -99,6 +104,7 @@ def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path
         wall=wall,
         final_val=vals[-1] if vals else float("nan"),
         best_val=min(vals) if vals else float("nan"),
+        exact_val=exact,
         tokens_per_sec=statistics.median(rates[1:] or rates or [0.0]),  # first interval warms up
         peak_memory_gib=peak,
         returncode=process.returncode,
@@ -121,7 +127,7 @@ def main() -> None:
     print(f"config {args.config}, target val loss {args.target}, extra options: {extra or 'none'}")
     print(
         f"{'seed':>6} | {'to target (s)':>13} | {'wall (s)':>8} | {'final val':>9} | "
-        f"{'best val':>8} | {'tokens/s':>9} | peak mem"
+        f"{'best val':>8} | {'exact val':>9} | {'tokens/s':>9} | peak mem"
     )
     runs = []
     for seed in args.seeds:
@@ -131,7 +137,7 @@ def main() -> None:
         failed = f"  (exit code {run.returncode})" if run.returncode else ""
         print(
             f"{seed:>6} | {to_target:>13} | {run.wall:>8.1f} | {run.final_val:>9.4f} | "
-            f"{run.best_val:>8.4f} | {run.tokens_per_sec:>9,.0f} | "
+            f"{run.best_val:>8.4f} | {run.exact_val:>9.4f} | {run.tokens_per_sec:>9,.0f} | "
             f"{run.peak_memory_gib:.2f} GiB{failed}",
             flush=True,
         )
@@ -143,6 +149,8 @@ def main() -> None:
     )
     print(f"  whole-process wall seconds {spread([r.wall for r in runs])}")
     print(f"  final val loss {spread([r.final_val for r in runs], '.4f')}")
+    exact = spread([r.exact_val for r in runs], ".4f")
+    print(f"  exact val loss (every character, at the end of the run) {exact}")
     print(f"  tokens/s {spread([r.tokens_per_sec for r in runs], ',.0f')}")
     print(f"  peak memory GiB {spread([r.peak_memory_gib for r in runs])}")
 
