@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     def progress(batches):
         return tqdm(batches, desc="scoring", unit="batch", disable=not sys.stderr.isatty())
 
-    nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
+    try:
+        nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     bits, perplexity = bits_and_perplexity(nats)
     short = min(block_size, tokens.numel() - 1) // 2 - 1
     print(

@@ -167,8 +167,10 @@ def _help_text(f: dataclasses.Field) -> str:
 def read_text_file(flag: str, path: str) -> str:
     """The UTF-8 text of a file named on the command line by `flag`, or a one-line ConfigError."""
     file = Path(path)
-    if not file.is_file():
+    if not file.exists():
         raise ConfigError(f"{flag} {file} does not exist")
+    if not file.is_file():
+        raise ConfigError(f"{flag} {file} is not a file")
     try:
         return file.read_text(encoding="utf-8")
     except UnicodeDecodeError:

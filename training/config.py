@@ -141,6 +141,11 @@ class TrainConfig(GPTConfig):
         require(0.0 <= self.beta2 < 1.0, "beta2", "must be in [0, 1)")
         require(self.grad_clip >= 0, "grad_clip", "must not be negative")
         require(self.sample_chars >= 0, "sample_chars", "must not be negative")
+        require(
+            len(self.probe_text) <= self.block_size,
+            "probe_text",
+            f"must be at most block_size ({self.block_size}) characters",
+        )
 
     @property
     def decay_end(self) -> int:

@@ -58,7 +58,8 @@ def sample_text(model: GPT, tokenizer: CharTokenizer, n_chars: int, seed: int, r
 
 def probe_tokens(config: TrainConfig, data: PreparedData) -> list[int]:
     """The probe text's tokens: config.probe_text, or by default the start of the first line of
-    the validation split that has at least 24 characters. A ConfigError names what is wrong."""
+    the validation split that has at least 24 characters (its length is checked by the config).
+    Characters the data does not have are a ConfigError that names them."""
     tokenizer, text = data.tokenizer, config.probe_text
     if not text:
         lines = tokenizer.decode(data.val[:5000].tolist()).split("\n")
@@ -68,10 +69,6 @@ def probe_tokens(config: TrainConfig, data: PreparedData) -> list[int]:
     if unknown:
         shown = ", ".join(repr(c) for c in unknown)
         raise ConfigError(f"probe_text: {shown} not in the vocabulary of the data")
-    if len(text) > config.block_size:
-        raise ConfigError(
-            f"probe_text: {len(text)} characters, longer than block_size {config.block_size}"
-        )
     return tokenizer.encode(text)
 
 
