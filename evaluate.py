@@ -22,7 +22,7 @@ from infra.checkpoint import (
 )
 from infra.cli import ConfigError, option, parse_into, read_text_file
 from infra.device import DeviceError, resolve_device
-from model.scoring import bits_and_perplexity, exact_loss
+from model.scoring import bits_and_perplexity, check_stride, exact_loss
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         tokens, name = text_tokens(options, checkpoint, tokenizer)
         block_size = model.config.block_size
         stride = options.stride if options.stride is not None else block_size // 2
-        if not 1 <= stride <= max(1, block_size // 2):
-            raise ConfigError(f"--stride must be between 1 and block_size / 2 = {block_size // 2}")
+        try:
+            check_stride(stride, block_size)
+        except ValueError as e:
+            raise ConfigError(f"--{e}") from None
         if tokens.numel() < 2:
             raise ConfigError(f"{name} has {tokens.numel()} characters; it needs at least 2")
     except ConfigError as e:

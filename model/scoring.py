@@ -20,14 +20,19 @@ from torch.nn import functional as F
 from model.gpt import GPT
 
 
+def check_stride(stride: int, block_size: int) -> None:
+    """A stride over block_size / 2 would leave some characters less context than that."""
+    if not 1 <= stride <= max(1, block_size // 2):
+        raise ValueError(f"stride must be between 1 and block_size / 2 = {block_size // 2}")
+
+
 def window_plan(n_tokens: int, block_size: int, stride: int) -> list[tuple[int, int]]:
     """(start, first scored position) of each window: the window holds tokens start ..
     start + T - 1 (T = block_size, or less for a short text) and its position j predicts token
     start + j + 1. Together the windows score tokens 1 .. n_tokens - 1, each exactly once."""
     if n_tokens < 2:
         raise ValueError(f"a text of {n_tokens} characters has nothing to predict")
-    if not 1 <= stride <= max(1, block_size // 2):
-        raise ValueError(f"stride must be between 1 and block_size / 2 = {block_size // 2}")
+    check_stride(stride, block_size)
     T = min(block_size, n_tokens - 1)
     last = n_tokens - 1 - T  # the last start whose window's targets stay inside the text
     starts = list(range(0, last + 1, stride))
