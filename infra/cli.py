@@ -190,12 +190,18 @@ def parse_into(cls: type, argv: Sequence[str] | None, description: str) -> Any:
     parser = Parser(description)
     parser.add_fields(cls)
     values = fields_of(cls, parser.parse(argv))
-    for f in dataclasses.fields(cls):
-        choices = f.metadata.get("choices")
-        if choices and values.get(f.name, f.default) not in choices:
-            got = values.get(f.name, f.default)
-            raise ConfigError(f"{f.name}: must be one of {', '.join(choices)}, got {got!r}")
     try:
-        return cls(**values)
+        options = cls(**values)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    check_choices(options)
+    return options
+
+
+def check_choices(options: Any) -> None:
+    """A ConfigError naming the first field of the dataclass instance options whose value is not
+    among its metadata["choices"]."""
+    for f in dataclasses.fields(options):
+        choices, value = f.metadata.get("choices"), getattr(options, f.name)
+        if choices and value not in choices:
+            raise ConfigError(f"{f.name}: must be one of {', '.join(choices)}, got {value!r}")

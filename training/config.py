@@ -18,7 +18,15 @@ from typing import Any
 import yaml
 
 from data import DATASETS
-from infra.cli import ConfigError, Parser, did_you_mean, fields_of, option, parse_value
+from infra.cli import (
+    ConfigError,
+    Parser,
+    check_choices,
+    did_you_mean,
+    fields_of,
+    option,
+    parse_value,
+)
 from infra.device import DTYPE_NAMES, is_device_name
 from model import GPTConfig
 from training.schedule import LR_SCHEDULES
@@ -102,12 +110,7 @@ class TrainConfig(GPTConfig):
             if not ok:
                 raise ConfigError(f"{key}: {message}, got {getattr(self, key)!r}")
 
-        for f in fields(self):
-            if "choices" in f.metadata and f.name not in MODEL_KEYS:
-                choices = f.metadata["choices"]
-                require(
-                    getattr(self, f.name) in choices, f.name, f"must be one of {', '.join(choices)}"
-                )
+        check_choices(self)  # dataset, dtype, lr_schedule (the model's were checked above)
         require(
             self.dataset != "text" or bool(self.data_path),
             "data_path",
