@@ -58,7 +58,7 @@ def train_on(trainer: Trainer, rank: int, world_size: int) -> dict[str, torch.Te
     """STEPS optimizer steps; this rank's share of each fixed batch, cut into micro-batches.
     Returns the gradients the optimizer saw at the first step."""
     first_grads: dict[str, torch.Tensor] = {}
-    optimizer_step = trainer.optimizer.step
+    optimizer_step = trainer.optimizers[0].step
 
     def record_then_step(*args, **kwargs):
         if not first_grads:
@@ -66,7 +66,7 @@ def train_on(trainer: Trainer, rank: int, world_size: int) -> dict[str, torch.Te
                 first_grads[name] = p.grad.detach().clone()
         return optimizer_step(*args, **kwargs)
 
-    trainer.optimizer.step = record_then_step
+    trainer.optimizers[0].step = record_then_step
     share = BATCH // world_size
     micro = trainer.config.batch_size
     for x, y in fixed_batches(STEPS):

@@ -353,11 +353,11 @@ def test_gradient_accumulation_equals_one_larger_batch(tiny_config, shakespeare)
 
 def test_weight_decay_applies_to_matrices_only(tiny_config, shakespeare):
     trainer = Trainer(tiny_config(), Runtime(torch.device("cpu"), torch.float32), shakespeare)
-    decayed, plain = trainer.optimizer.param_groups
+    decayed, plain = trainer.optimizers[0].param_groups
     assert decayed["weight_decay"] > 0 and plain["weight_decay"] == 0
     assert all(p.dim() == 2 for p in decayed["params"])
     assert all(p.dim() == 1 for p in plain["params"])
-    n_params = sum(p.numel() for g in trainer.optimizer.param_groups for p in g["params"])
+    n_params = sum(p.numel() for g in trainer.optimizers[0].param_groups for p in g["params"])
     assert n_params == trainer.model.num_params(non_embedding=False)
 
 

@@ -33,6 +33,7 @@ from training.schedule import LR_SCHEDULES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "small.yaml"
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,12 @@ class TrainConfig(GPTConfig):
     seed: int = option(1337, "seed for initialisation, batches and dropout")
     batch_size: int = option(12, "sequences per micro-batch (per process under torchrun)")
     # optimizer and schedule
-    learning_rate: float = option(1e-3, "peak learning rate")
+    optimizer: str = option(
+        "adamw",
+        "adamw, or muon: Muon for the matrices inside the blocks, AdamW for the rest",
+        choices=OPTIMIZERS,
+    )
+    learning_rate: float = option(1e-3, "peak learning rate (of AdamW)")
     min_lr: float = option(1e-4, "the rate after decay, and its floor")
     lr_schedule: str = option(
         "cosine",
@@ -76,9 +82,11 @@ class TrainConfig(GPTConfig):
     lr_decay_iters: int | None = option(None, "iteration where decay ends (default: max_iters)")
     cooldown_frac: float = option(0.2, "wsd only: fraction of lr_decay_iters spent decaying")
     max_iters: int = option(2000, "optimizer steps in the whole run")
-    weight_decay: float = option(0.1, "AdamW weight decay, on matrices only")
+    weight_decay: float = option(0.1, "weight decay, on matrices only")
     beta1: float = option(0.9, "AdamW beta1")
     beta2: float = option(0.99, "AdamW beta2")
+    muon_lr: float = option(0.02, "muon only: Muon's peak learning rate, on the same schedule")
+    muon_momentum: float = option(0.95, "muon only: Muon's momentum (Nesterov)")
     grad_clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
     gradient_accumulation_steps: int = option(
         1, "micro-batches per optimizer step, in total over all processes"
@@ -142,6 +150,8 @@ class TrainConfig(GPTConfig):
         require(self.weight_decay >= 0, "weight_decay", "must not be negative")
         require(0.0 <= self.beta1 < 1.0, "beta1", "must be in [0, 1)")
         require(0.0 <= self.beta2 < 1.0, "beta2", "must be in [0, 1)")
+        require(self.muon_lr > 0, "muon_lr", "must be positive")
+        require(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
         require(self.grad_clip >= 0, "grad_clip", "must not be negative")
         require(self.sample_chars >= 0, "sample_chars", "must not be negative")
         require(
@@ -167,6 +177,8 @@ MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
 ARCHITECTURE_KEYS = tuple(
     f.name for f in fields(GPTConfig) if f.name in MODEL_KEYS and not f.metadata.get("resumable")
 )
+# The optimizers' state in a checkpoint is for the optimizer it was made with.
+FIXED_ON_RESUME = (*ARCHITECTURE_KEYS, "optimizer")
 KEYS = {f.name: f for f in fields(TrainConfig) if f.name != "vocab_size"}
 _TYPES = typing.get_type_hints(TrainConfig)
 
@@ -292,7 +304,7 @@ def config_for_resume(
 ) -> TrainConfig:
     """The configuration of a resumed run: the checkpoint's own, with the command line on top.
     The run stays in the directory it was resumed from unless --out_dir says otherwise."""
-    for key in ARCHITECTURE_KEYS:
+    for key in FIXED_ON_RESUME:
         if key in cli_values and cli_values[key] != saved.get(key):
             raise ConfigError(
                 f"command line: {key} cannot change when resuming (the checkpoint has "

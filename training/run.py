@@ -16,6 +16,7 @@ from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from model.scoring import exact_loss
 from training.config import TrainArgs, TrainConfig, config_for_resume
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
+from training.optim import describe as describe_optimizers
 from training.trainer import Trainer
 
 RUN_FILES = ("last.pt", "best.pt", "config.yaml")
@@ -140,6 +141,7 @@ def describe(trainer: Trainer, rt: Runtime, console: Console) -> None:
         f"{count(rt.world_size, 'process')}{', compiled' if cfg.compile else ''}"
     )
     console.print(f"model: {trainer.model.num_params() / 1e6:.2f}M parameters")
+    console.print(f"optimizer: {describe_optimizers(trainer.optimizers)}")
     console.print(
         f"tokens per iteration: {count(trainer.accum_steps, 'micro-step')} x "
         f"{count(rt.world_size, 'process')} x {cfg.batch_size} batch x {cfg.block_size} "

@@ -22,7 +22,7 @@ from model import GPT
 from training.config import ConfigError, TrainConfig
 from training.evaluation import estimate_loss, log_inside_the_model, probe_tokens, sample_text
 from training.logger import Console, Logger, NullLogger
-from training.optim import build_optimizer
+from training.optim import build_optimizers, set_learning_rates
 from training.rng import all_rng_states, derived_seed, rng_state, set_rng_state
 from training.schedule import get_lr
 from training.stopping import (
@@ -80,8 +80,13 @@ class Trainer:
         if runtime.distributed:
             device_ids = [device.index] if device.index is not None else None
             self.train_model = DDP(self.compiled_model, device_ids=device_ids)
-        self.optimizer = build_optimizer(self.model, config, device)
-        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.optimizers = build_optimizers(self.model, config, device)
+        self.params = [
+            p
+            for optimizer in self.optimizers
+            for group in optimizer.param_groups
+            for p in group["params"]
+        ]
         self.scaler = torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16)
         self.iter_num = 0
         self.best_val_loss = math.inf
@@ -112,12 +117,11 @@ class Trainer:
     def train_step(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step over accum_steps micro-batches from batches. Returns the mean loss and
         the gradient norm before clipping, as tensors: reading them would wait for the GPU."""
-        lr = get_lr(self.iter_num, self.config)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rates(self.optimizers, get_lr(self.iter_num, self.config), self.config)
         # Gradients are cleared here rather than after the step, so that an evaluation between
         # steps can still show the last update's gradients (histograms in TensorBoard).
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
         mean_loss = torch.zeros((), device=self.runtime.device)
         for micro_step in range(self.accum_steps):
             x, y = next(batches)
@@ -134,14 +138,16 @@ class Trainer:
                     loss = loss / self.accum_steps  # the step's loss is the mean over micro-batches
                 self.scaler.scale(loss).backward()
             mean_loss += loss.detach()
-        self.scaler.unscale_(self.optimizer)  # clip and report the true gradients, not scaled ones
+        for optimizer in self.optimizers:  # clip and report the true gradients, not scaled ones
+            self.scaler.unscale_(optimizer)
         if self.config.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         else:
             grad_norm = torch.nn.utils.get_total_norm(
                 [p.grad for p in self.params if p.grad is not None]
             )
-        self.scaler.step(self.optimizer)
+        for optimizer in self.optimizers:
+            self.scaler.step(optimizer)
         self.scaler.update()
         self.iter_num += 1
         return mean_loss, grad_norm
@@ -155,7 +161,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "model_args": asdict(self.model.config),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": [optimizer.state_dict() for optimizer in self.optimizers],
             "scaler": self.scaler.state_dict(),
             "iter_num": self.iter_num,
             "best_val_loss": self.best_val_loss,
@@ -174,10 +180,20 @@ class Trainer:
             )
         self.model.load_state_dict(checkpoint["model"])
         # keep this machine's kernel choice (fused, foreach), not the one the checkpoint was made on
-        kernels = [{k: g[k] for k in ("fused", "foreach")} for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        for group, chosen in zip(self.optimizer.param_groups, kernels, strict=True):
-            group.update(chosen)
+        saved = checkpoint["optimizer"]
+        saved = [saved] if isinstance(saved, dict) else saved  # one AdamW, before Muon
+        if len(saved) != len(self.optimizers):
+            raise DataError(
+                f"the checkpoint holds the state of {len(saved)} optimizer(s), this run has "
+                f"{len(self.optimizers)}: resume with the optimizer it was trained with"
+            )
+        for optimizer, state in zip(self.optimizers, saved, strict=True):
+            kernels = [
+                {k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups
+            ]
+            optimizer.load_state_dict(state)
+            for group, chosen in zip(optimizer.param_groups, kernels, strict=True):
+                group.update(chosen)
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.iter_num = checkpoint["iter_num"]
@@ -267,7 +283,7 @@ class Trainer:
     def log_step(self, report: StepReport) -> None:
         """The log point's scalars to the logger; a line, or the bar's postfix, to the console."""
         tokens_per_sec = self._tokens_since_log / (time.perf_counter() - self._clock_start)
-        step, lr = self.iter_num, self.optimizer.param_groups[0]["lr"]
+        step, lr = self.iter_num, self.optimizers[0].param_groups[0]["lr"]
         self.logger.scalar("loss/train_step", report.loss, step)
         self.logger.scalar("lr", lr, step)
         self.logger.scalar("grad_norm", report.grad_norm, step)
