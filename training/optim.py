@@ -22,10 +22,9 @@ def build_optimizers(
     params = [p for p in model.parameters() if p.requires_grad]  # the tied matrix appears once
     if config.optimizer == "adamw":
         return [adamw(params, config, device)]
-    in_blocks = {id(p) for p in model.transformer.h.parameters()}
-    matrices = [p for p in params if id(p) in in_blocks and p.dim() == 2]
-    chosen = {id(p) for p in matrices}
-    rest = [p for p in params if id(p) not in chosen]
+    block_matrices = {id(p) for p in model.transformer.h.parameters() if p.dim() == 2}
+    matrices = [p for p in params if id(p) in block_matrices]
+    rest = [p for p in params if id(p) not in block_matrices]
     return [adamw(rest, config, device), muon(matrices, config, device)]
 
 
@@ -74,7 +73,7 @@ def is_muon(optimizer: torch.optim.Optimizer) -> bool:
     return isinstance(optimizer, torch.optim.Muon)
 
 
-def describe(optimizers: list[torch.optim.Optimizer]) -> str:
+def describe_optimizers(optimizers: list[torch.optim.Optimizer]) -> str:
     """For the start-up line, e.g. 'AdamW (10 tensors) + Muon in fp32, no native bf16 here (16
     matrices)'."""
     parts = []

@@ -16,7 +16,7 @@ from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from model.scoring import exact_loss
 from training.config import TrainArgs, TrainConfig, config_for_resume
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
-from training.optim import describe as describe_optimizers
+from training.optim import describe_optimizers
 from training.trainer import Trainer
 
 RUN_FILES = ("last.pt", "best.pt", "config.yaml")
