@@ -1,18 +1,20 @@
-"""The cached path's one-token step: the model's own forward pass, with its weights packed for
+"""The cached path's one-token step: the model's own forward pass, with its weights cut for
 matrix-vector products.
 
 After a context window's first pass has filled the KV cache, each new token is a forward pass over
 one position. That pass is `GPT.forward` itself, so a block's computation is defined once. What
-differs is how the big matrix products run. One token's products are matrix-vector products, bound
-by how fast the weights stream from memory, and on a CPU `F.linear` on one row reads its weight at
-about 15 GB/s, as if single-threaded, while two cores can read 30 to 40 GB/s. `PackedLinear` cuts
-each weight into one piece per thread and runs the pieces as one batched product, so every core
-streams its own share.
+differs is how it runs on a CPU, where one token's products are matrix-vector products, bound by
+how fast the weights stream from memory:
+- `F.linear` on one row reads its weight as if on one core. `PackedLinear` cuts each weight along
+  its outputs into one piece per thread and runs the pieces as one batched product, weight times
+  column, so that every core streams its own share (README, Performance).
+- oneDNN, which runs the exact GELU and helps attention on the CPU, costs about 15 us a call to set
+  up, more than these one-row operations take without it; the step turns it off while it runs.
 
 `Decoder` holds a copy of the model's structure that shares every parameter with it, but whose
 large Linear layers are PackedLinears, and whose modules run their forward directly when called.
-The packed weights are copies taken when the Decoder is built: build a new one after the weights
-change (generation builds one per call). Tests hold its logits to the model's to 1e-5 in fp32.
+The pieces are views of the model's weights, not copies. Tests hold its logits to the model's to
+1e-5 in fp32.
 """
 
 from __future__ import annotations
@@ -32,25 +34,25 @@ MIN_PACKED_ELEMENTS = 2**17  # 512 KB in fp32
 
 
 class PackedLinear(nn.Module):
-    """An nn.Linear's weight cut along its outputs into `pieces` slices, each stored transposed
-    and contiguous, (pieces, in, out / pieces), for products over few rows split among threads.
-    `pieces` must divide out_features."""
+    """An nn.Linear whose weight (out, in) is viewed as `pieces` slices along its outputs,
+    (pieces, out / pieces, in), multiplied by the input's columns in one batched product: for
+    products over few rows, split among threads. `pieces` must divide out_features."""
 
     def __init__(self, linear: nn.Linear, pieces: int) -> None:
         super().__init__()
         out_features, in_features = linear.weight.shape
         if out_features % pieces != 0:
             raise ValueError(f"{pieces} pieces do not divide {out_features} outputs")
-        sliced = linear.weight.detach().view(pieces, out_features // pieces, in_features)
-        self.register_buffer("pieces", sliced.transpose(1, 2).contiguous())  # (pieces, in, out/p)
+        # a view: the same memory as the model's weight, so it always holds the current values
+        self.pieces = linear.weight.detach().view(pieces, out_features // pieces, in_features)
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., in) -> (..., out), equal to F.linear(x, weight, bias)."""
-        rows = x.reshape(-1, x.size(-1))  # (N, in)
+        columns = x.reshape(-1, x.size(-1)).t()  # (in, N)
         n = self.pieces.size(0)
-        y = torch.bmm(rows.expand(n, -1, -1), self.pieces)  # (pieces, N, out / pieces)
-        y = y.transpose(0, 1).reshape(*x.shape[:-1], -1)  # (..., out): the pieces side by side
+        y = torch.bmm(self.pieces, columns.expand(n, -1, -1))  # (pieces, out / pieces, N)
+        y = y.permute(2, 0, 1).reshape(*x.shape[:-1], -1)  # (..., out): the pieces side by side
         return y if self.bias is None else y + self.bias
 
 
@@ -106,5 +108,10 @@ class Decoder:
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """tokens (B,): the newest token of each sequence, at position cache.length of the window.
         Returns logits (B, vocab_size) and appends the token's keys and values to the cache."""
-        logits, _ = self.model(tokens[:, None], kv_cache=cache)  # (B, 1, vocab_size)
+        onednn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            logits, _ = self.model(tokens[:, None], kv_cache=cache)  # (B, 1, vocab_size)
+        finally:
+            torch.backends.mkldnn.enabled = onednn
         return logits[:, -1]

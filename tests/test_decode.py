@@ -30,6 +30,16 @@ def test_packed_linear_equals_f_linear(bias, pieces, shape):
         PackedLinear(nn.Linear(20, 12), 5)
 
 
+def test_packed_linear_follows_its_weight_in_place():
+    """The pieces are a view, not a copy: training on after a sample changes what it computes."""
+    linear = nn.Linear(20, 12, bias=False)
+    packed = PackedLinear(linear, 2)
+    with torch.no_grad():
+        linear.weight.mul_(-3.0)
+    x = torch.randn(2, 20)
+    torch.testing.assert_close(packed(x), F.linear(x, linear.weight))
+
+
 def config(**overrides) -> GPTConfig:
     base = dict(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32, bias=False)
     return GPTConfig(**{**base, **overrides})
@@ -86,6 +96,7 @@ def test_decoder_packs_only_large_weights_and_shares_every_other_tensor():
     assert isinstance(block.attn.c_attn, PackedLinear) and isinstance(block.mlp.c_fc, PackedLinear)
     assert isinstance(block.mlp.c_proj, PackedLinear)
     assert not isinstance(block.attn.c_proj, PackedLinear)
+    assert block.mlp.c_fc.pieces.data_ptr() == model.transformer.h[0].mlp.c_fc.weight.data_ptr()
     assert block.attn.c_proj.weight is model.transformer.h[0].attn.c_proj.weight
     assert block.ln_1.weight is model.transformer.h[0].ln_1.weight
 
@@ -97,6 +108,18 @@ def test_decoder_refuses_a_full_cache():
         model(torch.zeros(1, BLOCK, dtype=torch.long), kv_cache=cache)
         with pytest.raises(ValueError, match=f"longer than block_size {BLOCK}"):
             Decoder(model).step(torch.zeros(1, dtype=torch.long), cache)
+    assert torch.backends.mkldnn.enabled  # the step turns oneDNN off only while it runs
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_decoder_step_leaves_the_onednn_setting_as_it_found_it(onednn, monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)  # restored after the test
+    model = GPT(config()).eval()
+    cache = KVCache(model.config.n_layer, BLOCK)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
+        Decoder(model).step(torch.zeros(1, dtype=torch.long), cache)
+    assert torch.backends.mkldnn.enabled is onednn
 
 
 def test_decoder_under_bf16_autocast_stays_close_to_the_model():
