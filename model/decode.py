@@ -9,7 +9,8 @@ how fast the weights stream from memory:
   its outputs into one piece per thread and runs the pieces as one batched product, weight times
   column, so that every core streams its own share (README, Performance).
 - oneDNN, which runs the exact GELU and helps attention on the CPU, costs about 15 us a call to set
-  up, more than these one-row operations take without it; the step turns it off while it runs.
+  up, more than these one-row operations take in fp32 without it; the step turns it off while it
+  runs, unless under bf16 autocast, where oneDNN holds the CPU's native bf16 kernels.
 
 `Decoder` holds a copy of the model's structure that shares every parameter with it, but whose
 large Linear layers are PackedLinears, and whose modules run their forward directly when called.
@@ -109,7 +110,7 @@ class Decoder:
         """tokens (B,): the newest token of each sequence, at position cache.length of the window.
         Returns logits (B, vocab_size) and appends the token's keys and values to the cache."""
         onednn = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
+        torch.backends.mkldnn.enabled = onednn and torch.is_autocast_enabled("cpu")
         try:
             logits, _ = self.model(tokens[:, None], kv_cache=cache)  # (B, 1, vocab_size)
         finally:

@@ -111,14 +111,30 @@ def test_decoder_refuses_a_full_cache():
     assert torch.backends.mkldnn.enabled  # the step turns oneDNN off only while it runs
 
 
+class RecordOneDNN(nn.Module):
+    """Wraps a module and records whether oneDNN was on each time it ran."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.seen = inner, []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.backends.mkldnn.enabled)
+        return self.inner(x)
+
+
 @pytest.mark.parametrize("onednn", [True, False])
-def test_decoder_step_leaves_the_onednn_setting_as_it_found_it(onednn, monkeypatch):
+@pytest.mark.parametrize("autocast", [False, True])
+def test_decoder_step_turns_onednn_off_in_fp32_only_and_restores_it(onednn, autocast, monkeypatch):
     monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)  # restored after the test
     model = GPT(config()).eval()
+    decoder = Decoder(model)
+    decoder.model.lm_head = recorder = RecordOneDNN(decoder.model.lm_head)
     cache = KVCache(model.config.n_layer, BLOCK)
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
-        Decoder(model).step(torch.zeros(1, dtype=torch.long), cache)
+        decoder.step(torch.zeros(1, dtype=torch.long), cache)
+    assert recorder.seen == [onednn and autocast]  # bf16 keeps oneDNN's native kernels
     assert torch.backends.mkldnn.enabled is onednn
 
 
