@@ -19,7 +19,7 @@ from common import machine_line
 from infra.cli import option, parse_into
 from model import GPT
 from training.config import resolve_config
-from training.optim import MuonFP32, adamw
+from training.optim import MuonFP32, adamw, block_matrices
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def main() -> None:
     model = GPT(config.model_config(vocab_size=65))
     for p in model.parameters():
         p.grad = torch.randn_like(p)
-    matrices = [p for p in model.transformer.h.parameters() if p.dim() == 2]
+    matrices = block_matrices(model)
     print(machine_line())
     print(
         f"{options.config}: {len(matrices)} block matrices, shapes "

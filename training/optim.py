@@ -22,10 +22,16 @@ def build_optimizers(
     params = [p for p in model.parameters() if p.requires_grad]  # the tied matrix appears once
     if config.optimizer == "adamw":
         return [adamw(params, config, device)]
-    block_matrices = {id(p) for p in model.transformer.h.parameters() if p.dim() == 2}
-    matrices = [p for p in params if id(p) in block_matrices]
-    rest = [p for p in params if id(p) not in block_matrices]
+    matrices = block_matrices(model)
+    in_muon = {id(p) for p in matrices}
+    rest = [p for p in params if id(p) not in in_muon]
     return [adamw(rest, config, device), muon(matrices, config, device)]
+
+
+def block_matrices(model: GPT) -> list[Tensor]:
+    """The trainable 2-D weight matrices inside the transformer blocks (attention and MLP): Muon's
+    share of the parameters."""
+    return [p for p in model.transformer.h.parameters() if p.dim() == 2 and p.requires_grad]
 
 
 def adamw(params: list[Tensor], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
