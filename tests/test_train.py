@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,6 +86,17 @@ def test_checkpoint_loads_with_weights_only_and_holds_the_whole_state(tiny_argv,
     assert not any(k.startswith("_orig_mod") for k in checkpoint["model"])
 
 
+def wait_for_the_next_second() -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with the second the
+    file was opened in. Two runs in one process within one second tie there, and the tie-break,
+    a per-process counter, compares as text (10 before 9). The resumed run's purge drops only the
+    steps read before it, so the crashed run's file, read after it, would keep its stale steps.
+    A resume as users run it is a new process, opened seconds later: start-up alone takes two."""
+    start = int(time.time())
+    while int(time.time()) == start:
+        time.sleep(0.05)
+
+
 def final_state(run_dir: Path) -> dict:
     return load_checkpoint(run_dir / "last.pt")
 
@@ -140,6 +152,7 @@ def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
         run_training(parse_args(tiny_argv(*RESUME_RUN, out="crashed")))
     monkeypatch.setattr(Trainer, "train_step", original_step)
     assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter_num"] == 10
+    wait_for_the_next_second()
     assert train.main(tiny_argv("--resume", out="crashed")) == 0
     assert_same_run(tmp_path / "straight", tmp_path / "crashed")
 
