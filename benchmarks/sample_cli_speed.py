@@ -7,7 +7,8 @@
 For each path (the KV cache, and --no_kv_cache) it times the whole process for --new characters
 and for 1 character, alternating the four, and takes the difference: the time the characters
 themselves took, without Python start-up, imports and loading the checkpoint. Prints each path's
-characters per second (median over --repeats, and the spread) and the ratio of the two.
+characters per second (median over --repeats, and the spread) and the ratio of the two, pair by
+pair.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def main() -> None:
         f"speed-up: {statistics.median(ratios):.1f}x "
         f"({min(ratios):.1f}x to {max(ratios):.1f}x, pair by pair)"
     )
+    # each pair, in order: runs of this command can be pooled into one median over more pairs
+    print("pairs: " + " ".join(f"{r:.2f}x" for r in ratios))
 
 
 if __name__ == "__main__":
