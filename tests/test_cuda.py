@@ -1,0 +1,115 @@
+"""The CUDA paths, on a machine with a GPU: bf16 autocast, fused AdamW, torch.optim.Muon, flash
+attention through SDPA, the KV cache, torch.compile, a resume, a checkpoint that moves to the CPU,
+and torchrun with NCCL. Skipped where there is no GPU, as in CI; on a GPU machine:
+
+    python -m pytest tests/test_cuda.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import sample
+import train
+from infra.checkpoint import load_checkpoint
+from infra.device import setup_runtime
+from model import GPT, GPTConfig, generate
+from model.gpt import causal_attention_math, causal_attention_sdpa
+from training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "cuda"
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_auto_precision_is_bf16_with_fused_adamw_and_torch_muon_and_it_learns(
+    tiny_config, shakespeare
+):
+    runtime = setup_runtime(DEVICE, "auto")
+    bf16 = torch.cuda.is_bf16_supported()
+    assert runtime.dtype == (torch.bfloat16 if bf16 else torch.float16)
+    trainer = Trainer(tiny_config(device=DEVICE, optimizer="muon"), runtime, shakespeare)
+    adamw, muon = trainer.optimizers
+    assert all(group["fused"] for group in adamw.param_groups)
+    assert type(muon) is torch.optim.Muon  # its bf16 Newton-Schulz is native on GPUs
+    assert trainer.scaler.is_enabled() == (not bf16)  # a gradient scaler for fp16 only
+    losses = [trainer.train_step(trainer.train_batches)[0].item() for _ in range(40)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert abs(losses[0] - torch.log(torch.tensor(65.0)).item()) < 0.3  # about ln(65) at first
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.7  # 1.1 on the CPU in fp32 with MuonFP32
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_training_attention_runs_on_flash_and_equals_the_formula(dtype):
+    """The call the model makes in training (is_causal, no mask) is one flash attention takes:
+    under sdpa_kernel(FLASH_ATTENTION) alone, torch raises if it cannot run it."""
+    q, k, v = (torch.randn(2, 4, 64, 32, device=DEVICE) for _ in range(3))
+    expected = causal_attention_math(q, k, v)  # fp32
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        observed = causal_attention_sdpa(q.to(dtype), k.to(dtype), v.to(dtype))
+    torch.testing.assert_close(observed.float(), expected, atol=2e-2, rtol=0)
+
+
+def test_kv_cache_gives_the_plain_paths_tokens():
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    model = GPT(config).to(DEVICE).eval()
+    prompt = torch.zeros(2, 1, dtype=torch.long, device=DEVICE)
+
+    def tokens(use_kv_cache: bool) -> torch.Tensor:
+        generator = torch.Generator(device=DEVICE).manual_seed(3)
+        return generate(model, prompt, 40, generator=generator, use_kv_cache=use_kv_cache)
+
+    assert torch.equal(tokens(True), tokens(False))  # 40 > block 16: past two window jumps
+
+
+def test_checkpoint_trained_on_the_gpu_samples_on_the_cpu(tiny_argv, tmp_path, capsys):
+    assert train.main(tiny_argv("--device", DEVICE, "--max_iters", "20")) == 0
+    assert "device cuda" in capsys.readouterr().out
+    argv = ["--ckpt", str(tmp_path / "run"), "--device", "cpu", "--max_new_tokens", "50"]
+    assert sample.main([*argv, "--prompt", "ROMEO:", "--no-stream"]) == 0
+    assert capsys.readouterr().out.startswith("ROMEO:")
+
+
+def test_resume_continues_the_same_run(tiny_argv, tmp_path):
+    """Stopped at 10 and resumed to 20, with dropout on (CUDA's random state is in the
+    checkpoint). fp32, so that only the GPU's order of summation can differ from one go."""
+    run = ("--device", DEVICE, "--dtype", "float32", "--dropout", "0.1", "--lr_decay_iters", "20")
+    assert train.main(tiny_argv(*run, "--max_iters", "20", out="straight")) == 0
+    assert train.main(tiny_argv(*run, "--max_iters", "10", out="resumed")) == 0
+    # the command line goes on top of the checkpoint's config, and tiny_argv's says --device cpu
+    assert train.main(tiny_argv("--resume", *run, "--max_iters", "20", out="resumed")) == 0
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert straight["iter_num"] == resumed["iter_num"] == 20
+    for name, weight in straight["model"].items():
+        torch.testing.assert_close(resumed["model"][name], weight, atol=1e-4, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_and_its_checkpoint_holds_plain_weights(tiny_argv, tmp_path, capsys):
+    assert train.main(tiny_argv("--device", DEVICE, "--compile", "--max_iters", "20")) == 0
+    assert ", compiled" in capsys.readouterr().out
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert not any(name.startswith("_orig_mod") for name in checkpoint["model"])
+    assert checkpoint["best_val_loss"] < 3.7  # learnt something: ln(65) is 4.17
+
+
+@pytest.mark.slow
+def test_torchrun_on_one_gpu_with_nccl(tiny_argv, tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
+    argv = [*torchrun, "train.py", *tiny_argv("--device", DEVICE, "--max_iters", "20")]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "device cuda:0" in result.stdout and "done:" in result.stdout
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["iter_num"] == 20 and len(checkpoint["rng"]) == 1
