@@ -8,9 +8,9 @@ process
 (Python start-up, imports, data loading and every evaluation included), and prints: the seconds at
 which an evaluation first reported val loss <= target (or that none did), the whole process's wall
 time, the final and best val loss (the trainer's estimates), the exact val loss the run ends with,
-the median training tokens/s, and peak memory (the process's maximum RSS on the CPU;
-torch.cuda.max_memory_allocated on CUDA). Then the median and the spread
-(min to max) over the seeds.
+the median training tokens/s (and on known GPUs the median MFU train.py logs), and peak memory
+(the process's maximum RSS on the CPU; torch.cuda.max_memory_allocated on CUDA). Then the median and
+the spread (min to max) over the seeds.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from common import machine_line
 
 from infra.cli import option, parse_into
@@ -34,6 +35,7 @@ from infra.cli import option, parse_into
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_LINE = re.compile(r"^iter (\d+): train loss ([\d.]+), val loss ([\d.naif]+)")
 LOG_LINE = re.compile(r"^iter (\d+): loss [\d.naif]+, lr \S+, ([\d,]+) tok/s")
+MFU = re.compile(r", mfu ([\d.]+)%")
 PEAK_CUDA = re.compile(r"peak CUDA memory ([\d.]+) GiB")
 EXACT_LINE = re.compile(r"^exact val loss ([\d.]+) over all")
 
@@ -55,6 +57,7 @@ class Run:
     best_val: float
     exact_val: float
     tokens_per_sec: float
+    mfu_percent: float | None  # None where train.py logs none (CPUs, unknown GPUs)
     peak_memory_gib: float
     returncode: int
 
@@ -76,7 +79,7 @@ def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         start = time.perf_counter()
         process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
-        reached, vals, rates, peak_cuda, exact = None, [], [], None, float("nan")
+        reached, vals, rates, mfus, peak_cuda, exact = None, [], [], [], None, float("nan")
         for line in process.stdout:
             now = time.perf_counter() - start
             if match := EVAL_LINE.match(line):
@@ -86,6 +89,8 @@ def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path
                     reached = now
             elif match := LOG_LINE.match(line):
                 rates.append(float(match.group(2).replace(",", "")))
+                if mfu := MFU.search(line):
+                    mfus.append(float(mfu.group(1)))
             elif match := PEAK_CUDA.search(line):
                 peak_cuda = float(match.group(1))
             elif match := EXACT_LINE.match(line):
@@ -106,6 +111,7 @@ def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path
         best_val=min(vals) if vals else float("nan"),
         exact_val=exact,
         tokens_per_sec=statistics.median(rates[1:] or rates or [0.0]),  # first interval warms up
+        mfu_percent=statistics.median(mfus[1:] or mfus) if mfus else None,
         peak_memory_gib=peak,
         returncode=process.returncode,
     )
@@ -124,6 +130,8 @@ def main() -> None:
     keep = Path(args.keep) if args.keep else None
 
     print(machine_line("cpu"))
+    if torch.cuda.is_available():  # train.py picks it unless the config says otherwise
+        print(machine_line("cuda"))
     print(f"config {args.config}, target val loss {args.target}, extra options: {extra or 'none'}")
     print(
         f"{'seed':>6} | {'to target (s)':>13} | {'wall (s)':>8} | {'final val':>9} | "
@@ -135,10 +143,11 @@ def main() -> None:
         runs.append(run)
         to_target = f"{run.seconds_to_target:.1f}" if run.seconds_to_target else "not reached"
         failed = f"  (exit code {run.returncode})" if run.returncode else ""
+        mfu = f", mfu {run.mfu_percent:.1f}%" if run.mfu_percent is not None else ""
         print(
             f"{seed:>6} | {to_target:>13} | {run.wall:>8.1f} | {run.final_val:>9.4f} | "
             f"{run.best_val:>8.4f} | {run.exact_val:>9.4f} | {run.tokens_per_sec:>9,.0f} | "
-            f"{run.peak_memory_gib:.2f} GiB{failed}",
+            f"{run.peak_memory_gib:.2f} GiB{mfu}{failed}",
             flush=True,
         )
     reached = [r.seconds_to_target for r in runs if r.seconds_to_target is not None]
@@ -152,6 +161,9 @@ def main() -> None:
     exact = spread([r.exact_val for r in runs], ".4f")
     print(f"  exact val loss (every character, at the end of the run) {exact}")
     print(f"  tokens/s {spread([r.tokens_per_sec for r in runs], ',.0f')}")
+    mfus = [r.mfu_percent for r in runs if r.mfu_percent is not None]
+    if mfus:
+        print(f"  MFU % {spread(mfus, '.1f')}")
     print(f"  peak memory GiB {spread([r.peak_memory_gib for r in runs])}")
 
 
