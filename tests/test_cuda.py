@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+import evaluate
 import sample
 import train
 from infra.checkpoint import load_checkpoint
@@ -45,6 +46,17 @@ def test_auto_precision_is_bf16_with_fused_adamw_and_torch_muon_and_it_learns(
     assert all(torch.isfinite(torch.tensor(losses)))
     assert abs(losses[0] - torch.log(torch.tensor(65.0)).item()) < 0.3  # about ln(65) at first
     assert sum(losses[-5:]) / 5 < losses[0] - 0.7  # 1.1 on the CPU in fp32 with MuonFP32
+
+
+def test_float16_with_a_gradient_scaler_learns(tiny_config, shakespeare):
+    """The path of GPUs without bf16 (dtype auto picks it there): fp16 autocast, losses scaled so
+    that small gradients do not underflow, fused AdamW and Muon stepping through the scaler."""
+    runtime = setup_runtime(DEVICE, "float16")
+    trainer = Trainer(tiny_config(device=DEVICE, optimizer="muon"), runtime, shakespeare)
+    assert trainer.scaler.is_enabled()
+    losses = [trainer.train_step(trainer.train_batches)[0].item() for _ in range(40)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < losses[0] - 0.7
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -77,6 +89,18 @@ def test_checkpoint_trained_on_the_gpu_samples_on_the_cpu(tiny_argv, tmp_path, c
     argv = ["--ckpt", str(tmp_path / "run"), "--device", "cpu", "--max_new_tokens", "50"]
     assert sample.main([*argv, "--prompt", "ROMEO:", "--no-stream"]) == 0
     assert capsys.readouterr().out.startswith("ROMEO:")
+
+
+def test_exact_loss_on_the_gpu_equals_the_cpus(tiny_argv, tmp_path, capsys):
+    """evaluate.py runs in fp32 on every device: the same checkpoint, the same number."""
+    assert train.main(tiny_argv("--max_iters", "20")) == 0
+    capsys.readouterr()
+
+    def exact_loss(device: str) -> float:
+        assert evaluate.main(["--ckpt", str(tmp_path / "run"), "--device", device]) == 0
+        return float(capsys.readouterr().out.split("loss")[1].split()[0])
+
+    assert exact_loss(DEVICE) == pytest.approx(exact_loss("cpu"), abs=1e-4)
 
 
 def test_resume_continues_the_same_run(tiny_argv, tmp_path):
