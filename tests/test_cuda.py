@@ -1,6 +1,7 @@
-"""The CUDA paths, on a machine with a GPU: bf16 autocast, fused AdamW, torch.optim.Muon, flash
-attention through SDPA, the KV cache, torch.compile, a resume, a checkpoint that moves to the CPU,
-and torchrun with NCCL. Skipped where there is no GPU, as in CI; on a GPU machine:
+"""The CUDA paths, on a machine with a GPU: bf16 autocast, fp16 with a gradient scaler, fused
+AdamW, torch.optim.Muon, flash attention through SDPA, the KV cache, torch.compile, a resume, a
+checkpoint that moves to the CPU, the exact loss against the CPU's, and torchrun with NCCL. Skipped
+where there is no GPU, as in CI; on a GPU machine:
 
     python -m pytest tests/test_cuda.py
 """
