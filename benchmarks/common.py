@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,3 +33,13 @@ def machine_line(device: torch.device | str = "cpu") -> str:
     else:
         where = f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     return f"machine: {where}; torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def ms_per_call(run: Callable[[], object], calls: int) -> float:
+    """Milliseconds per call of run, over `calls` calls after one untimed call (allocations,
+    an optimizer's state)."""
+    run()
+    start = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return (time.perf_counter() - start) / calls * 1e3

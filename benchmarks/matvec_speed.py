@@ -19,11 +19,10 @@ weights' bytes divided by that time.
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
-from common import machine_line
+from common import machine_line, ms_per_call
 from torch.nn import functional as F
 
 from infra.cli import option, parse_into
@@ -37,14 +36,6 @@ class MatvecSpeedOptions:
     n_embd: int = option(384, "channels")
     passes: int = option(20, "passes over the weights per timing")
     repeats: int = option(7, "timings of each way, alternating")
-
-
-def ms_per_pass(run, passes: int) -> float:
-    run()  # warm-up
-    start = time.perf_counter()
-    for _ in range(passes):
-        run()
-    return (time.perf_counter() - start) / passes * 1e3
 
 
 @torch.inference_mode()
@@ -83,7 +74,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(options.repeats):
         for name, run in ways.items():
-            times[name].append(ms_per_pass(run, options.passes))
+            times[name].append(ms_per_call(run, options.passes))
     for name, t in times.items():
         median = statistics.median(t)
         print(

@@ -10,11 +10,10 @@ Prints milliseconds per step for each (median of --repeats timings of --steps st
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 
 import torch
-from common import machine_line
+from common import machine_line, ms_per_call
 
 from infra.cli import option, parse_into
 from model import GPT
@@ -27,14 +26,6 @@ class OptimizerStepOptions:
     config: str = option("cpu_fast", "a config in configs/ or a path")
     steps: int = option(20, "steps per timing")
     repeats: int = option(5, "timings of each optimizer, alternating")
-
-
-def ms_per_step(optimizer: torch.optim.Optimizer, steps: int) -> float:
-    optimizer.step()  # first step: state allocated
-    start = time.perf_counter()
-    for _ in range(steps):
-        optimizer.step()
-    return (time.perf_counter() - start) / steps * 1e3
 
 
 def main() -> None:
@@ -58,7 +49,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in makers}
     for _ in range(options.repeats):
         for name, make in makers.items():
-            times[name].append(ms_per_step(make(), options.steps))
+            times[name].append(ms_per_call(make().step, options.steps))
     for name, t in times.items():
         print(f"{name}: {statistics.median(t):.1f} ms per step ({min(t):.1f} to {max(t):.1f})")
 
