@@ -8,13 +8,14 @@ where there is no GPU, as in CI; on a GPU machine:
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import contextlib
+import io
+import math
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import flags, run, torchrun
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import evaluate
@@ -26,7 +27,6 @@ from model import GPT, GPTConfig, generate
 from model.gpt import causal_attention_math, causal_attention_sdpa
 from training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "cuda"
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -45,7 +45,7 @@ def test_auto_precision_is_bf16_with_fused_adamw_and_torch_muon_and_it_learns(
     assert trainer.scaler.is_enabled() == (not bf16)  # a gradient scaler for fp16 only
     losses = [trainer.train_step(trainer.train_batches)[0].item() for _ in range(40)]
     assert all(torch.isfinite(torch.tensor(losses)))
-    assert abs(losses[0] - torch.log(torch.tensor(65.0)).item()) < 0.3  # about ln(65) at first
+    assert abs(losses[0] - math.log(65)) < 0.3  # about ln(65) at first
     assert sum(losses[-5:]) / 5 < losses[0] - 0.7  # 1.1 on the CPU in fp32 with MuonFP32
 
 
@@ -84,21 +84,40 @@ def test_kv_cache_gives_the_plain_paths_tokens():
     assert torch.equal(tokens(True), tokens(False))  # 40 > block 16: past two window jumps
 
 
-def test_checkpoint_trained_on_the_gpu_samples_on_the_cpu(tiny_argv, tmp_path, capsys):
-    assert train.main(tiny_argv("--device", DEVICE, "--max_iters", "20")) == 0
-    assert "device cuda" in capsys.readouterr().out
-    argv = ["--ckpt", str(tmp_path / "run"), "--device", "cpu", "--max_new_tokens", "50"]
+@pytest.fixture(scope="module")
+def gpu_run(tmp_path_factory, shakespeare_path) -> tuple[Path, str]:
+    """A tiny.yaml run of 20 iterations on the GPU, shared by the tests that read its checkpoint:
+    its run directory, and what train.py printed."""
+    root = tmp_path_factory.mktemp("gpu_run")
+    argv = flags(
+        config="tiny",
+        device=DEVICE,
+        max_iters=20,
+        inspect="false",
+        data_path=shakespeare_path,
+        data_dir=root / "data",
+        out_dir=root / "run",
+    )
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert train.main(argv) == 0
+    return root / "run", printed.getvalue()
+
+
+def test_checkpoint_trained_on_the_gpu_samples_on_the_cpu(gpu_run, capsys):
+    run_dir, printed = gpu_run
+    assert "device cuda" in printed
+    argv = ["--ckpt", str(run_dir), "--device", "cpu", "--max_new_tokens", "50"]
     assert sample.main([*argv, "--prompt", "ROMEO:", "--no-stream"]) == 0
     assert capsys.readouterr().out.startswith("ROMEO:")
 
 
-def test_exact_loss_on_the_gpu_equals_the_cpus(tiny_argv, tmp_path, capsys):
+def test_exact_loss_on_the_gpu_equals_the_cpus(gpu_run, capsys):
     """evaluate.py runs in fp32 on every device: the same checkpoint, the same number."""
-    assert train.main(tiny_argv("--max_iters", "20")) == 0
-    capsys.readouterr()
+    run_dir, _ = gpu_run
 
     def exact_loss(device: str) -> float:
-        assert evaluate.main(["--ckpt", str(tmp_path / "run"), "--device", device]) == 0
+        assert evaluate.main(["--ckpt", str(run_dir), "--device", device]) == 0
         return float(capsys.readouterr().out.split("loss")[1].split()[0])
 
     assert exact_loss(DEVICE) == pytest.approx(exact_loss("cpu"), abs=1e-4)
@@ -130,10 +149,8 @@ def test_compiled_model_trains_and_its_checkpoint_holds_plain_weights(tiny_argv,
 
 @pytest.mark.slow
 def test_torchrun_on_one_gpu_with_nccl(tiny_argv, tmp_path):
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
-    argv = [*torchrun, "train.py", *tiny_argv("--device", DEVICE, "--max_iters", "20")]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    argv = [*torchrun(1), "train.py", *tiny_argv("--device", DEVICE, "--max_iters", "20")]
+    result = run(argv, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "device cuda:0" in result.stdout and "done:" in result.stdout
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")

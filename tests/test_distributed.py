@@ -6,29 +6,22 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import ddp_step_worker as worker
 import pytest
 import torch
-from helpers import flags
+from helpers import ROOT, flags, run, torchrun
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from infra.checkpoint import load_checkpoint
 from infra.device import Runtime
 from training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+TORCHRUN = torchrun(2)
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is not built in"
 )
-
-
-def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_two_ranks_with_batch_b_update_like_one_process_with_batch_2b(tmp_path):
