@@ -106,8 +106,8 @@ def orthogonalize(
 
     The steps run on the Gram matrix A = XXᵀ alone: P is a polynomial in A, so the next A is PAP
     and X after all steps is (P_k ... P_1) X. That touches the (m, n) matrix twice instead of twice
-    a step: 38% fewer multiply-adds for the blocks' 4:1 MLP matrices, the same result to fp32
-    rounding.
+    a step: for the blocks' 4:1 MLP matrices, 25m³ multiply-adds against the textbook's 45m³ (44%
+    fewer), the same result to fp32 rounding.
     """
     a, b, c = coefficients
     x = matrices.float()
@@ -117,11 +117,12 @@ def orthogonalize(
     x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
     gram = x @ x.mT  # (k, m, m)
     product = None  # P_k ... P_1
-    for _ in range(steps):
+    for step in range(steps):
         p = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b·A + c·A²
         p.diagonal(dim1=-2, dim2=-1).add_(a)  # + a·I
         product = p if product is None else p @ product
-        gram = p @ gram @ p
+        if step < steps - 1:  # the last step's P needs no next A
+            gram = p @ gram @ p
     x = product @ x if product is not None else x
     return x.mT if tall else x
 
