@@ -126,11 +126,11 @@ def test_exact_loss_on_the_gpu_equals_the_cpus(gpu_run, capsys):
 def test_resume_continues_the_same_run(tiny_argv, tmp_path):
     """Stopped at 10 and resumed to 20, with dropout on (CUDA's random state is in the
     checkpoint). fp32, so that only the GPU's order of summation can differ from one go."""
-    run = ("--device", DEVICE, "--dtype", "float32", "--dropout", "0.1", "--lr_decay_iters", "20")
-    assert train.main(tiny_argv(*run, "--max_iters", "20", out="straight")) == 0
-    assert train.main(tiny_argv(*run, "--max_iters", "10", out="resumed")) == 0
+    fp32 = ("--device", DEVICE, "--dtype", "float32", "--dropout", "0.1", "--lr_decay_iters", "20")
+    assert train.main(tiny_argv(*fp32, "--max_iters", "20", out="straight")) == 0
+    assert train.main(tiny_argv(*fp32, "--max_iters", "10", out="resumed")) == 0
     # the command line goes on top of the checkpoint's config, and tiny_argv's says --device cpu
-    assert train.main(tiny_argv("--resume", *run, "--max_iters", "20", out="resumed")) == 0
+    assert train.main(tiny_argv("--resume", *fp32, "--max_iters", "20", out="resumed")) == 0
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
     assert straight["iter_num"] == resumed["iter_num"] == 20

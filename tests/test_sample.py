@@ -4,13 +4,11 @@ sample.py end to end on a checkpoint that a tiny.yaml run writes here."""
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import flags
+from helpers import flags, run
 from torch.nn import functional as F
 
 import sample
@@ -19,7 +17,6 @@ from model import GPT, GPTConfig, generate, sample_next_token
 from model.generate import Stepper, window_start
 
 BLOCK = 16
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -217,8 +214,6 @@ def test_layers_sampling_and_the_model_do_not_import_what_sits_above_them(module
     """In a fresh interpreter: sample.py stands on infra/, data/ and model/ only; the model on
     nothing of the project."""
     code = f"import sys, {module}; print(sorted({{m.split('.')[0] for m in sys.modules}}))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    result = run([sys.executable, "-c", code], timeout=60)
     assert result.returncode == 0, result.stderr
     assert not set(forbidden) & set(ast.literal_eval(result.stdout))

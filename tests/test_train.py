@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import flags
+from helpers import ROOT, flags, run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
@@ -27,8 +27,6 @@ from training.evaluation import estimate_loss
 from training.run import run_training
 from training.stopping import NonFiniteLoss
 from training.trainer import Trainer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def read_events(run_dir: Path) -> EventAccumulator:
@@ -194,8 +192,8 @@ def test_crash_during_checkpoint_write_leaves_previous_checkpoint_loadable(tmp_p
                  "vocab": [], "iter_num": 2}}
         checkpoint.save_checkpoint(state, checkpoint.Path({str(path)!r}))
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
-    assert result.returncode == 3, result.stderr.decode()
+    result = run([sys.executable, "-c", script], timeout=60)
+    assert result.returncode == 3, result.stderr
     assert list(tmp_path.glob(".last.pt.*.tmp")), "the interrupted write should have left a tmp"
     survivor = load_checkpoint(path)
     assert survivor["iter_num"] == 1 and torch.equal(survivor["model"]["w"], torch.ones(3))
@@ -302,12 +300,8 @@ def test_a_live_run_owns_its_directory_and_a_killed_one_does_not_block_the_next(
     run_dir = tmp_path / "run"
     try:
         config_before = (run_dir / "config.yaml").read_bytes()
-        second = subprocess.run(
-            [sys.executable, "train.py", *tiny_argv("--overwrite", "--seed", "2")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        second = run(
+            [sys.executable, "train.py", *tiny_argv("--overwrite", "--seed", "2")], timeout=60
         )
         assert second.returncode == 1
         assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
@@ -333,13 +327,7 @@ def test_corrupted_checkpoint_on_resume_is_a_clear_error(tiny_argv, tmp_path, ca
 
 def test_command_line_errors_print_no_traceback(tiny_argv):
     """The real process: a config mistake is one stderr line and exit code 2, and nothing else."""
-    result = subprocess.run(
-        [sys.executable, "train.py", *tiny_argv(), "--n_embd", "33"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run([sys.executable, "train.py", *tiny_argv(), "--n_embd", "33"], timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "n_embd" in result.stderr
     assert result.stdout == ""
