@@ -14,14 +14,10 @@ import torch
 from tqdm import tqdm
 
 from data import DataError, load_dataset
-from infra.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    resolve_checkpoint_path,
-    restore_model,
-)
-from infra.cli import ConfigError, option, parse_into, read_text_file
-from infra.device import DeviceError, resolve_device
+from infra.checkpoint import load_checkpoint, restore_model
+from infra.cli import option, parse_into, read_text_file
+from infra.device import resolve_device
+from infra.errors import ConfigError, run_main
 from model.scoring import bits_and_perplexity, check_stride, exact_loss
 
 
@@ -55,36 +51,25 @@ def text_tokens(options: EvaluateOptions, checkpoint: dict, tokenizer) -> tuple[
     return (data.train if options.split == "train" else data.val), f"the {options.split} split"
 
 
-def main(argv: list[str] | None = None) -> int:
+def evaluate(argv: list[str] | None = None) -> int:
+    options = parse_into(EvaluateOptions, argv, __doc__.split("\n")[0])
+    device = resolve_device(options.device)
+    checkpoint = load_checkpoint(options.ckpt, map_location=device)
+    model, tokenizer = restore_model(checkpoint, device)
+    tokens, name = text_tokens(options, checkpoint, tokenizer)
+    block_size = model.config.block_size
+    stride = options.stride if options.stride is not None else block_size // 2
     try:
-        options = parse_into(EvaluateOptions, argv, __doc__.split("\n")[0])
-        device = resolve_device(options.device)
-        checkpoint = load_checkpoint(resolve_checkpoint_path(options.ckpt), map_location=device)
-        model, tokenizer = restore_model(checkpoint, device)
-        tokens, name = text_tokens(options, checkpoint, tokenizer)
-        block_size = model.config.block_size
-        stride = options.stride if options.stride is not None else block_size // 2
-        try:
-            check_stride(stride, block_size)
-        except ValueError as e:
-            raise ConfigError(f"--{e}") from None
-        if tokens.numel() < 2:
-            raise ConfigError(f"{name} has {tokens.numel()} characters; it needs at least 2")
-    except ConfigError as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return 2
-    except (CheckpointError, DataError, DeviceError) as e:
-        print(f"evaluate.py: error: {e}", file=sys.stderr)
-        return 1
+        check_stride(stride, block_size)
+    except ValueError as e:
+        raise ConfigError(f"--{e}") from None
+    if tokens.numel() < 2:
+        raise ConfigError(f"{name} has {tokens.numel()} characters; it needs at least 2")
 
     def progress(batches):
         return tqdm(batches, desc="scoring", unit="batch", disable=not sys.stderr.isatty())
 
-    try:
-        nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
     bits, perplexity = bits_and_perplexity(nats)
     short = min(block_size, tokens.numel() - 1) // 2 - 1
     print(
@@ -103,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     elif options.text_file is None:
         print("  the trainer's estimate: not recorded in this checkpoint (an older one)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(evaluate, argv, prog="evaluate.py")
 
 
 if __name__ == "__main__":

@@ -7,15 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from data import DataError
-from infra.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    resolve_checkpoint_path,
-    restore_model,
-)
-from infra.cli import ConfigError, option, parse_into, read_text_file
-from infra.device import DeviceError, resolve_device, resolve_dtype
+from infra.checkpoint import load_model
+from infra.cli import option, parse_into, read_text_file
+from infra.device import resolve_device, resolve_dtype
+from infra.errors import ConfigError, UserError, run_main
 from infra.figures import attention_figure
 from model import generate_tokens
 from model.attention_maps import attention_maps
@@ -78,20 +73,12 @@ def draw_attention(model, ids: list[int], tokenizer, options: SampleOptions) -> 
     print(f"wrote {options.attention}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        options = parse_into(SampleOptions, argv, "Generate text from a checkpoint of train.py.")
-        prompt = read_prompt(options)
-        device = resolve_device(options.device)
-        checkpoint = load_checkpoint(resolve_checkpoint_path(options.ckpt), map_location=device)
-        model, tokenizer = restore_model(checkpoint, device)
-        prompt_ids = tokenizer.encode(prompt)
-    except ConfigError as e:
-        print(f"sample.py: error: {e}", file=sys.stderr)
-        return 2
-    except (CheckpointError, DataError, DeviceError) as e:
-        print(f"sample.py: error: {e}", file=sys.stderr)
-        return 1
+def sample(argv: list[str] | None = None) -> int:
+    options = parse_into(SampleOptions, argv, "Generate text from a checkpoint of train.py.")
+    prompt = read_prompt(options)
+    device = resolve_device(options.device)
+    model, tokenizer = load_model(options.ckpt, device)
+    prompt_ids = tokenizer.encode(prompt)
 
     block_size = model.config.block_size
     if len(prompt_ids) > block_size:
@@ -104,44 +91,41 @@ def main(argv: list[str] | None = None) -> int:
         try:
             draw_attention(model, prompt_ids[-block_size:], tokenizer, options)
         except OSError as e:
-            print(
-                f"sample.py: error: cannot write {options.attention}: {e.strerror}", file=sys.stderr
-            )
-            return 1
+            raise UserError(f"cannot write {options.attention}: {e.strerror}") from None
     stream = sys.stdout.isatty() if options.stream is None else options.stream
     # bf16 on GPUs; fp32 on CPUs, so that a seed gives the same text on every CPU
     dtype = resolve_dtype("auto", device) if device.type != "cpu" else torch.float32
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     generator = torch.Generator(device=device).manual_seed(options.seed)
     idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    try:
-        for i in range(options.num_samples):
-            if i:
-                print(SEPARATOR)
-            print(prompt, end="", flush=stream)
-            new_tokens = generate_tokens(
-                model,
-                idx,
-                options.max_new_tokens,
-                temperature=options.temperature,
-                top_k=options.top_k,
-                top_p=options.top_p,
-                generator=generator,
-                use_kv_cache=options.kv_cache,
-            )
-            text = []
-            with autocast:
-                for token in new_tokens:
-                    char = tokenizer.decode(token.tolist())
-                    if stream:
-                        print(char, end="", flush=True)
-                    else:
-                        text.append(char)
-            print("".join(text))
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    for i in range(options.num_samples):
+        if i:
+            print(SEPARATOR)
+        print(prompt, end="", flush=stream)
+        new_tokens = generate_tokens(
+            model,
+            idx,
+            options.max_new_tokens,
+            temperature=options.temperature,
+            top_k=options.top_k,
+            top_p=options.top_p,
+            generator=generator,
+            use_kv_cache=options.kv_cache,
+        )
+        text = []
+        with autocast:
+            for token in new_tokens:
+                char = tokenizer.decode(token.tolist())
+                if stream:
+                    print(char, end="", flush=True)
+                else:
+                    text.append(char)
+        print("".join(text))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(sample, argv, prog="sample.py")
 
 
 if __name__ == "__main__":

@@ -4,5 +4,8 @@ Command-line tools print these as one line and exit non-zero; they are not bugs.
 """
 
 
-class DataError(Exception):
+from infra.errors import UserError
+
+
+class DataError(UserError):
     """The data cannot be used as given; the message says why and what to do."""

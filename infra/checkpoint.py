@@ -13,14 +13,17 @@ from typing import Any
 import torch
 
 from data import CharTokenizer
-from infra.files import write_atomic
+from infra.errors import UserError
+from infra.files import TEMPORARY_SUFFIX, write_atomic
 from model import GPT, GPTConfig
 
 CHECKPOINT_VERSION = 1
+LAST = "last.pt"  # written at every evaluation: where a resume continues
+BEST = "best.pt"  # written when the validation loss improved: what sampling reads by default
 REQUIRED_KEYS = ("format_version", "model", "model_args", "config", "vocab", "iter_num")
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint is missing, unreadable or not one of ours."""
 
 
@@ -37,9 +40,16 @@ def save_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
         write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
-def resolve_checkpoint_path(
-    path: str | Path, names: tuple[str, ...] = ("best.pt", "last.pt")
-) -> Path:
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that a writer killed mid-write (SIGKILL, the OOM killer) left
+    in run_dir. Call it only while holding the run's lock: then no live writer owns them."""
+    stale = sorted(run_dir.glob(f".*.pt.*{TEMPORARY_SUFFIX}"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def resolve_checkpoint_path(path: str | Path, names: tuple[str, ...] = (BEST, LAST)) -> Path:
     """A checkpoint file, or a run directory: the first of its `names` that exists (for sampling,
     best.pt falling back to last.pt; for resuming, last.pt)."""
     path = Path(path)
@@ -54,10 +64,9 @@ def resolve_checkpoint_path(
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with weights_only=True; anything wrong is a one-line CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    """Read a checkpoint file, or a run directory's (its best.pt, else last.pt), with
+    weights_only=True; anything wrong is a one-line CheckpointError."""
+    path = resolve_checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file; all mean the same here
@@ -89,3 +98,13 @@ def restore_model(
         reason = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(f"checkpoint does not hold a usable model: {reason}") from None
     return model.to(device).eval(), tokenizer
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:
+    """The trained model (in eval mode, on device) and its tokenizer, from a checkpoint file or a
+    run directory (its best.pt, else last.pt): the way in from Python.
+
+        model, tokenizer = load_model("out/small")
+        logits, _ = model(torch.tensor([tokenizer.encode("ROMEO:")]))
+    """
+    return restore_model(load_checkpoint(path, map_location=device), device)

@@ -14,16 +14,14 @@ import argparse
 import dataclasses
 import difflib
 import math
+import sys
 import types
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-
-class ConfigError(Exception):
-    """A mistake in what the user asked for (an option, a config file, a value). The message is
-    one line that names the key; scripts print it and exit with code 2."""
+from infra.errors import ConfigError
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
@@ -92,14 +90,27 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError(f"command line: {message}")
 
     def parse(self, argv: Sequence[str] | None) -> argparse.Namespace:
+        """Parse argv. An option may be spelt with dashes for underscores (`--max-iters 5`,
+        `--no-kv-cache`): each is read as the option it spells."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        spellings = {_canonical(o): o for a in self._actions for o in a.option_strings}
+        for i, arg in enumerate(argv):
+            if arg == "--":
+                break
+            name, eq, value = arg.partition("=")
+            if name.startswith("--") and name not in spellings.values():
+                name = spellings.get(_canonical(name), name)
+                argv[i] = name + eq + value
         namespace, unknown = self.parse_known_args(argv)
         for arg in unknown:
             if arg.startswith("-"):
                 name = arg.lstrip("-").partition("=")[0]
-                known = [s.lstrip("-") for a in self._actions for s in a.option_strings]
-                raise ConfigError(
-                    f"command line: unknown option --{name}{did_you_mean(name, known)}"
-                )
+                known = [o.lstrip("-") for o in spellings.values() if o.startswith("--")]
+                known = [o for o in known if not o.startswith("no-")]  # --no_X is the one shown
+                suggestion = did_you_mean(_canonical(name), [_canonical(k) for k in known])
+                if "-" in name:  # answer in the user's own spelling: dashes work as well
+                    suggestion = suggestion.replace("_", "-")
+                raise ConfigError(f"command line: unknown option --{name}{suggestion}")
             raise ConfigError(f"command line: unexpected argument {arg!r}")
         return namespace
 
@@ -109,10 +120,13 @@ class Parser(argparse.ArgumentParser):
         defaults: bool = True,
         group: argparse._ArgumentGroup | None = None,
         only: Iterable[str] | None = None,
+        shown: dict[str, Any] | None = None,
+        shown_source: str = "",
     ) -> None:
         """One option per field of the dataclass cls that has help (or per field named in only).
         With defaults=False an option not given is absent from the result, so that a config
-        file's value can stand."""
+        file's value can stand. `shown`: values that --help lists instead of the fields' defaults
+        (a config file's, named by shown_source)."""
         hints = typing.get_type_hints(cls)
         target = group or self
         for f in dataclasses.fields(cls):
@@ -126,7 +140,7 @@ class Parser(argparse.ArgumentParser):
                 type=lambda text, key=f.name, t=item_type: parse_value(
                     key, t, text, "command line"
                 ),
-                help=_help_text(f),
+                help=_help_text(f, shown or {}, shown_source),
                 default=f.default if defaults and not required else argparse.SUPPRESS,
                 nargs="+" if many else None,
             )
@@ -149,19 +163,23 @@ class Parser(argparse.ArgumentParser):
                 )
 
 
-def _help_text(f: dataclasses.Field) -> str:
+def _canonical(option_name: str) -> str:
+    """An option's name with every dash after the leading ones read as an underscore."""
+    stripped = option_name.lstrip("-")
+    return option_name[: len(option_name) - len(stripped)] + stripped.replace("-", "_")
+
+
+def _help_text(f: dataclasses.Field, shown: dict[str, Any], source: str) -> str:
     text = f.metadata["help"].replace("%", "%%")
-    if f.default is dataclasses.MISSING or "default" in text:
+    if f.name in shown:
+        value, origin = shown[f.name], f", from {source}" if source else ""
+    elif f.default is dataclasses.MISSING or "default" in text:
         return text
-    default = f.default
-    shown = (
-        "null"
-        if default is None
-        else str(default).lower()
-        if isinstance(default, bool)
-        else default
-    )
-    return f"{text} [default: {shown}]" if shown != "" else text
+    else:
+        value, origin = f.default, ""
+    words = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+    words = str(words).replace("%", "%%")
+    return f"{text} [default: {words}{origin}]" if words != "" else text
 
 
 def read_text_file(flag: str, path: str) -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from infra.errors import UserError
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_NAMES = ("auto", *DTYPES)
 
@@ -27,7 +29,7 @@ def is_device_name(name: str) -> bool:
     return name in ("auto", "cpu", "cuda", "mps")
 
 
-class DeviceError(Exception):
+class DeviceError(UserError):
     """The requested device or precision is not available on this machine."""
 
 
@@ -64,9 +66,20 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+# Overrides the probe below: "1" acts as if this CPU had native bf16, "0" as if it had not. For
+# running the whole test suite (or a run) as it would go on the other kind of CPU.
+NATIVE_BF16_ENV = "CHARGPT_NATIVE_BF16"
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), as torch reports it.
-    Elsewhere (most laptops, AVX2-only servers) bf16 is emulated, many times slower than fp32."""
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), as torch reports it,
+    unless CHARGPT_NATIVE_BF16 says otherwise. Elsewhere (most laptops, AVX2-only servers) bf16
+    is emulated, many times slower than fp32."""
+    forced = os.environ.get(NATIVE_BF16_ENV)
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise DeviceError(f"{NATIVE_BF16_ENV} must be 0 or 1 (or unset), got {forced!r}")
+        return forced == "1"
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 

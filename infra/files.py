@@ -8,12 +8,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from infra.errors import UserError
+
 try:
     import fcntl  # POSIX: Linux, macOS
 except ImportError:  # Windows: runs are not locked there
     fcntl = None
 
 LOCK_NAME = ".lock"
+TEMPORARY_SUFFIX = ".tmp"  # write_atomic's files: .NAME.PID.tmp
 
 
 def _fsync(path: Path) -> None:
@@ -29,7 +32,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     a reader, or a crash, sees the old file or the new one, never part of one. Used for prepared
     data, checkpoints and saved configs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # pid: ranks never share one
+    # the pid in the name: ranks never share one
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
     try:
         write(tmp)
         _fsync(tmp)  # the bytes are on disk before the name points at them
@@ -40,14 +44,14 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         _fsync(path.parent)
 
 
-class RunDirError(Exception):
+class RunDirError(UserError):
     """A run directory that cannot be used: a file, not creatable, or held by a live run."""
 
 
 def make_run_dir(path: Path) -> None:
     """Create path (and its parents) as a directory, or say in words why it cannot be one."""
     for parent in (path, *path.parents):
-        if parent.exists() and not parent.is_dir():
+        if os.path.exists(parent) and not os.path.isdir(parent):  # False where it cannot be
             what = "out_dir" if parent == path else f"out_dir {path}: its parent"
             raise RunDirError(f"{what} {parent} is a file, not a directory")
     try:

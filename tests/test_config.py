@@ -19,6 +19,7 @@ from training.config import (
     config_for_resume,
     parse_args,
 )
+from training.schedule import get_lr
 
 
 def write_yaml(tmp_path: Path, text: str) -> str:
@@ -184,7 +185,21 @@ def test_keys_a_resume_cannot_change_are_the_model_fields_that_shape_the_weights
 
 def test_resume_keeps_checkpoint_config_and_applies_command_line(tmp_path):
     saved = TrainConfig(max_iters=10, warmup_iters=2, n_layer=3, out_dir="elsewhere").to_dict()
-    config = config_for_resume(saved, {"max_iters": 20}, tmp_path)
+    config, _ = config_for_resume(saved, {"max_iters": 20}, tmp_path)
     assert (config.max_iters, config.n_layer, config.out_dir) == (20, 3, str(tmp_path))
     with pytest.raises(ConfigError, match="n_layer cannot change when resuming"):
         config_for_resume(saved, {"n_layer": 4}, tmp_path)
+
+
+def test_a_longer_resume_keeps_the_schedule_that_was_running_and_says_so(tmp_path):
+    """A finished run at min_lr, resumed with more iterations, stays on its schedule's floor
+    instead of jumping back up towards the peak; an explicit lr_decay_iters is obeyed."""
+    saved = TrainConfig(max_iters=100, warmup_iters=10, lr_schedule="wsd").to_dict()
+    config, notes = config_for_resume(saved, {"max_iters": 400}, tmp_path)
+    assert config.decay_end == 100
+    assert [get_lr(it, config) for it in (100, 250, 399)] == [config.min_lr] * 3
+    assert len(notes) == 1 and "keeps the learning-rate schedule" in notes[0]
+    assert "--lr_decay_iters" in notes[0]
+    config, notes = config_for_resume(saved, {"max_iters": 400, "lr_decay_iters": 400}, tmp_path)
+    assert config.decay_end == 400 and get_lr(250, config) > config.min_lr and notes == []
+    assert config_for_resume(saved, {"max_iters": 100}, tmp_path)[1] == []  # nothing changed

@@ -104,11 +104,12 @@ def test_decoder_packs_only_large_weights_and_shares_every_other_tensor():
 def test_decoder_refuses_a_full_cache():
     model = GPT(config()).eval()
     cache = KVCache(model.config.n_layer, BLOCK)
+    onednn = torch.backends.mkldnn.enabled
     with torch.no_grad():
         model(torch.zeros(1, BLOCK, dtype=torch.long), kv_cache=cache)
         with pytest.raises(ValueError, match=f"longer than block_size {BLOCK}"):
             Decoder(model).step(torch.zeros(1, dtype=torch.long), cache)
-    assert torch.backends.mkldnn.enabled  # the step turns oneDNN off only while it runs
+    assert torch.backends.mkldnn.enabled is onednn  # the step turns oneDNN off only while it runs
 
 
 class RecordOneDNN(nn.Module):

@@ -38,7 +38,7 @@ def test_muon_gets_the_block_matrices_and_adamw_the_rest_each_parameter_once(
                 owners.setdefault(names[id(p)], []).append(type(optimizer).__name__)
     assert sorted(owners) == sorted(names.values())  # every parameter ...
     assert all(len(o) == 1 for o in owners.values()), owners  # ... in exactly one optimizer
-    muon_names = {name for name, o in owners.items() if o == ["MuonFP32"]}
+    muon_names = {name for name, o in owners.items() if o == [type(muon).__name__]}
     assert muon_names == {
         name
         for name, p in trainer.model.named_parameters()

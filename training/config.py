@@ -9,6 +9,7 @@ before any work starts.
 
 from __future__ import annotations
 
+import sys
 import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -225,8 +226,23 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def add_config_options(parser: Parser) -> None:
-    """--config NAME and one option per key, for train.py and the benchmarks that train."""
+def read_config_file(config_path: Path) -> dict[str, Any]:
+    """A config file's keys, each checked and coerced to its type."""
+    return {
+        key: coerce(key, value, str(config_path)) for key, value in read_yaml(config_path).items()
+    }
+
+
+def default_out_dir(config_path: Path, file_values: dict[str, Any]) -> str:
+    """out_dir when the command line gives none: the file's, else out/<config name>."""
+    return file_values.get("out_dir") or str(Path("out") / config_path.stem)
+
+
+def add_config_options(
+    parser: Parser, shown: dict[str, Any] | None = None, source: str = ""
+) -> None:
+    """--config NAME and one option per key, for train.py and the benchmarks that train. `shown`:
+    the values a config file sets, which --help then lists as that run's defaults."""
     parser.add_argument(
         "--config",
         default=DEFAULT_CONFIG,
@@ -236,35 +252,40 @@ def add_config_options(parser: Parser) -> None:
     keys = parser.add_argument_group(
         "settings", "every key of a config file; given here, it overrides the file"
     )
-    parser.add_fields(TrainConfig, defaults=False, group=keys, only=KEYS)
+    parser.add_fields(
+        TrainConfig, defaults=False, group=keys, only=KEYS, shown=shown, shown_source=source
+    )
 
 
 def resolve_config(config_name: str, cli_values: dict[str, Any]) -> tuple[TrainConfig, str]:
     """The config file's values with cli_values (already typed) on top; out_dir defaults to
     out/<config name>. Returns the config and the config file's name."""
     config_path = find_config_file(config_name)
-    values = {
-        key: coerce(key, value, str(config_path)) for key, value in read_yaml(config_path).items()
-    }
-    values.update(cli_values)
-    if not values.get("out_dir"):
-        values["out_dir"] = str(Path("out") / config_path.stem)
+    return _config_from(config_path, read_config_file(config_path), cli_values), config_path.stem
+
+
+def _config_from(
+    config_path: Path, file_values: dict[str, Any], cli_values: dict[str, Any]
+) -> TrainConfig:
+    values = {**file_values, **cli_values}
+    values["out_dir"] = values.get("out_dir") or default_out_dir(config_path, file_values)
     source = str(config_path) if not cli_values else f"{config_path} with the command line"
-    return build_config(values, source), config_path.stem
+    return build_config(values, source)
 
 
 @dataclass(frozen=True)
 class TrainArgs:
     """What the command line asked for."""
 
-    config: TrainConfig
+    config: TrainConfig | None  # the run's config; None on --resume (the checkpoint holds it)
     config_name: str
     cli_values: dict[str, Any]  # the keys set on the command line, applied again on --resume
-    resume: str | None  # None: a fresh run; "": out_dir/last.pt; else a checkpoint or run dir
+    resume: str | None  # None: a fresh run; else the checkpoint or run directory to continue
     overwrite: bool
+    config_given: str | None = None  # --config as typed, if it was
 
 
-def build_parser() -> Parser:
+def build_parser(shown: dict[str, Any] | None = None, source: str = "") -> Parser:
     parser = Parser(
         "Train a character-level GPT. Settings: defaults < the YAML config < options.",
         usage="train.py [--config NAME] [--resume [PATH]] [--overwrite] [--KEY VALUE ...]",
@@ -275,35 +296,73 @@ def build_parser() -> Parser:
         const="",
         default=None,
         metavar="PATH",
-        help="continue from out_dir/last.pt, or from a checkpoint or run directory",
+        help="continue the run in out_dir, or the run in a checkpoint or run directory PATH "
+        "(its last.pt); the run's own config is used, with options given here on top",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh in an out_dir that already holds a run (deletes its checkpoints)",
+        help="start afresh in an out_dir that already holds a run (its checkpoints and "
+        "TensorBoard logs are deleted once the new run has checked its config and data)",
     )
-    add_config_options(parser)
+    add_config_options(parser, shown, source)
     return parser
 
 
+def _given_config(argv: Sequence[str]) -> str | None:
+    """The value of --config in argv, read before the full parse (the help text depends on it)."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.partition("=")[2]
+    return None
+
+
 def parse_args(argv: Sequence[str] | None = None) -> TrainArgs:
-    namespace = build_parser().parse(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = _given_config(argv)
+    config_path = file_values = None
+    if given is not None or "--resume" not in argv:
+        config_path = find_config_file(given or DEFAULT_CONFIG)
+        file_values = read_config_file(config_path)
+    shown = None
+    if file_values is not None:
+        shown = {**file_values, "out_dir": default_out_dir(config_path, file_values)}
+    namespace = build_parser(shown, config_path.name if config_path else "").parse(argv)
     cli_values = fields_of(TrainConfig, namespace)
-    config, config_name = resolve_config(namespace.config, cli_values)
+    config_name = config_path.stem if config_path else Path(DEFAULT_CONFIG).stem
+    config, resume = None, namespace.resume
+    if resume is None:
+        config = _config_from(config_path, file_values, cli_values)
+    elif resume == "":  # the run in out_dir
+        if cli_values.get("out_dir"):
+            resume = cli_values["out_dir"]
+        elif config_path is not None:
+            resume = default_out_dir(config_path, file_values)
+        else:
+            resume = str(Path("out") / config_name)
     return TrainArgs(
         config=config,
         config_name=config_name,
         cli_values=cli_values,
-        resume=namespace.resume,
+        resume=resume,
         overwrite=namespace.overwrite,
+        config_given=given,
     )
 
 
 def config_for_resume(
     saved: dict[str, Any], cli_values: dict[str, Any], run_dir: Path
-) -> TrainConfig:
-    """The configuration of a resumed run: the checkpoint's own, with the command line on top.
-    The run stays in the directory it was resumed from unless --out_dir says otherwise."""
+) -> tuple[TrainConfig, list[str]]:
+    """The configuration of a resumed run: the checkpoint's own, with the command line on top,
+    and notes for the user on what the resume keeps. The run stays in the directory it was
+    resumed from unless --out_dir says otherwise.
+
+    A longer (or shorter) max_iters keeps the learning-rate schedule that was running: its
+    decay still ends where it did (lr_decay_iters is pinned to the old end), unless the command
+    line sets lr_decay_iters itself. Stretching the schedule would jump the rate of a finished
+    run from min_lr back up towards its peak."""
     for key in FIXED_ON_RESUME:
         if key in cli_values and cli_values[key] != saved.get(key):
             raise ConfigError(
@@ -312,4 +371,18 @@ def config_for_resume(
             )
     known = {key: value for key, value in saved.items() if key in KEYS}
     values = {**known, "out_dir": str(run_dir), **cli_values}
-    return build_config(values, "checkpoint config with the command line")
+    notes = []
+    old_iters, new_iters = known.get("max_iters"), cli_values.get("max_iters")
+    if (
+        new_iters is not None
+        and new_iters != old_iters
+        and "lr_decay_iters" not in cli_values
+        and known.get("lr_decay_iters") is None
+    ):
+        values["lr_decay_iters"] = old_iters
+        notes.append(
+            f"note: max_iters {old_iters} -> {new_iters} keeps the learning-rate schedule that "
+            f"was running: its decay still ends at iteration {old_iters} (then min_lr "
+            f"{known.get('min_lr')}); give --lr_decay_iters N to change that"
+        )
+    return build_config(values, "checkpoint config with the command line"), notes

@@ -1,8 +1,15 @@
-"""`python train.py`: from parsed arguments to a finished (or safely stopped) run."""
+"""`python train.py`: from parsed arguments to a finished (or safely stopped) run.
+
+The order protects the user's runs: everything that can be checked (the config, the checkpoint to
+resume, the device, the data, block_size against the data) is checked before the run directory is
+touched. Only then is out_dir created and locked, an overwritten run's files removed, and the new
+run's config written.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import torch
@@ -10,24 +17,31 @@ import torch.distributed as dist
 import yaml
 
 from data import PreparedData, load_dataset
-from infra.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint_path
+from infra.checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    load_checkpoint,
+    remove_stale_temporaries,
+    resolve_checkpoint_path,
+)
 from infra.device import Runtime, launched_by_torchrun, runtime_for
 from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from model.scoring import exact_loss
-from training.config import TrainArgs, TrainConfig, config_for_resume
+from training.config import TrainArgs, TrainConfig, config_for_resume, parse_args
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
 from training.optim import describe_optimizers
+from training.stopping import TrainingInterrupted
 from training.trainer import Trainer
 
-RUN_FILES = ("last.pt", "best.pt", "config.yaml")
+CONFIG_FILE = "config.yaml"
+RUN_FILES = (LAST, BEST, CONFIG_FILE)
 
 
-def _resume_path(args: TrainArgs) -> Path:
-    """--resume PATH (a checkpoint or run directory), or else out_dir: its last.pt."""
-    try:
-        return resolve_checkpoint_path(args.resume or args.config.out_dir, names=("last.pt",))
-    except CheckpointError as e:
-        raise CheckpointError(f"nothing to resume: {e}") from None
+def holds_run(out_dir: Path) -> bool:
+    """Whether out_dir holds a run's checkpoint (False where it cannot even be looked at: the
+    attempt to create it will say why)."""
+    return any(os.path.isfile(out_dir / name) for name in (LAST, BEST))
 
 
 def _previous_run_files(out_dir: Path) -> list[Path]:
@@ -35,34 +49,66 @@ def _previous_run_files(out_dir: Path) -> list[Path]:
     return files + sorted(out_dir.glob("events.out.tfevents.*"))
 
 
-def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None]:
-    """The run's configuration and, for --resume, the checkpoint it continues from."""
-    if args.resume is not None:
-        path = _resume_path(args)
-        checkpoint = load_checkpoint(path, map_location="cpu")
-        return config_for_resume(checkpoint["config"], args.cli_values, path.parent), checkpoint
-    return args.config, None
+def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
+    """The run's configuration, the checkpoint it continues from (None for a fresh run) and
+    notes for the user. Refuses, before anything is written, every run that would change a run
+    it does not own."""
+    if args.resume is None:
+        config = args.config
+        out_dir = Path(config.out_dir)
+        if holds_run(out_dir) and not args.overwrite:
+            raise RunDirError(
+                f"{out_dir} already holds a run; continue it with --resume, start afresh with "
+                "--overwrite (which deletes its checkpoints and TensorBoard logs), or give "
+                "another --out_dir"
+            )
+        return config, None, []
+    try:
+        path = resolve_checkpoint_path(args.resume, names=(LAST,))
+    except CheckpointError as e:
+        raise CheckpointError(f"nothing to resume: {e}") from None
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    source_dir = path.parent.resolve()
+    config, notes = config_for_resume(checkpoint["config"], args.cli_values, path.parent)
+    out_dir = Path(config.out_dir)
+    continues_in_place = out_dir.resolve() == source_dir
+    if continues_in_place and path.name != LAST and (out_dir / LAST).exists():
+        # continuing from best.pt in place would roll last.pt back and purge TensorBoard's
+        # later steps: the later run would be lost
+        last_iter = load_checkpoint(out_dir / LAST)["iter_num"]
+        if last_iter != checkpoint["iter_num"]:
+            new_dir = f"{out_dir}-from-{checkpoint['iter_num']}"
+            raise RunDirError(
+                f"resuming {path} (iteration {checkpoint['iter_num']}) in place would roll back "
+                f"{out_dir / LAST} (iteration {last_iter}); continue it in a new directory: "
+                f"python train.py --resume {shlex.quote(str(path))} --out_dir "
+                f"{shlex.quote(new_dir)}"
+            )
+    if not continues_in_place and holds_run(out_dir):
+        raise RunDirError(
+            f"{out_dir} holds another run; a resumed run writes only into the run it continues "
+            f"({path.parent}) or into a directory without a run: give another --out_dir"
+        )
+    return config, checkpoint, notes
 
 
 def claim_run_dir(out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime) -> RunLock | None:
-    """Rank 0 creates out_dir and locks it for this run; a fresh run refuses a directory that holds
-    one unless overwrite, which deletes it. Every rank learns the outcome (one broadcast), so a
-    refusal stops all of them cleanly. Returns the lock, held by rank 0 until the run ends."""
+    """Rank 0 creates out_dir and locks it for this run. A fresh run with overwrite then deletes
+    the old run's files (the checks that could refuse the new run are behind it). Temporary
+    files that a killed writer left are removed. Every rank learns the outcome (one broadcast),
+    so a refusal stops all of them cleanly. Returns the lock, held by rank 0 until the run ends."""
     lock, problem = None, None
     if rt.is_main:
         try:
             make_run_dir(out_dir)
             lock = RunLock(out_dir)
             lock.acquire()
-            if fresh and any((out_dir / name).exists() for name in ("last.pt", "best.pt")):
-                if not overwrite:
-                    raise RunDirError(
-                        f"{out_dir} already holds a run; continue it with --resume, or start "
-                        "afresh with --overwrite (which deletes its checkpoints and TensorBoard "
-                        "logs)"
-                    )
+            if fresh and holds_run(out_dir):
+                if not overwrite:  # another run took the directory since the first check
+                    raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
                 for path in _previous_run_files(out_dir):
                     path.unlink()
+            remove_stale_temporaries(out_dir)
         except (RunDirError, OSError) as e:  # every rank must hear of it, or the others would hang
             problem = str(e)
             if lock is not None:
@@ -76,46 +122,63 @@ def claim_run_dir(out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime) -> R
     return lock
 
 
+def resume_command(args: TrainArgs, out_dir: Path, world_size: int) -> str:
+    """The command that continues this run, ready to paste: quoted, and under torchrun when the
+    run had several processes (the checkpoint holds every rank's random streams)."""
+    launcher = "python"
+    if launched_by_torchrun():
+        launcher = f"torchrun --standalone --nproc_per_node={world_size}"
+    return f"{launcher} train.py --resume {shlex.quote(str(out_dir))}"
+
+
 def run_training(args: TrainArgs) -> None:
-    config, checkpoint = prepare_run(args)
+    config, checkpoint, notes = prepare_run(args)
     out_dir = Path(config.out_dir)
     with runtime_for(config.device, config.dtype) as runtime:
+        console = Console(enabled=runtime.is_main)
+        for note in notes:
+            console.print(note)
+        # rank 0 downloads and prepares the data while the others wait, then they read it
+        if not runtime.is_main:
+            runtime.barrier()
+        data = load_dataset(config.dataset, config.data_path, config.data_dir, say=console.print)
+        if runtime.is_main:
+            runtime.barrier()
+        trainer = Trainer(config, runtime, data, console=console, checkpoint=checkpoint)
         lock = claim_run_dir(out_dir, checkpoint is None, args.overwrite, runtime)
         try:
-            _train(args, config, checkpoint, runtime)
+            _train(args, trainer, checkpoint, runtime, console)
+        except TrainingInterrupted as e:
+            resume = resume_command(args, out_dir, runtime.world_size)
+            raise TrainingInterrupted(e.signum, e.checkpoint, resume) from None
         finally:
             if lock is not None:
                 lock.release()
 
 
-def _train(args: TrainArgs, config: TrainConfig, checkpoint: dict | None, runtime: Runtime) -> None:
-    out_dir = Path(config.out_dir)
-    console = Console(enabled=runtime.is_main)
+def _train(
+    args: TrainArgs, trainer: Trainer, checkpoint: dict | None, runtime: Runtime, console: Console
+) -> None:
+    config, out_dir = trainer.config, trainer.out_dir
     if runtime.is_main:
         resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
         console.print(f"{'resuming' if checkpoint else 'config'} ({args.config_name}):")
         console.print("  " + resolved.rstrip().replace("\n", "\n  "))
-        write_atomic(out_dir / "config.yaml", lambda tmp: tmp.write_text(resolved))
-    # rank 0 downloads and prepares the data while the others wait, then they read it
-    if not runtime.is_main:
-        runtime.barrier()
-    data = load_dataset(config.dataset, config.data_path, config.data_dir, say=console.print)
-    if runtime.is_main:
-        runtime.barrier()
+        write_atomic(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(resolved))
 
     logger: Logger = NullLogger()
     if runtime.is_main and config.tensorboard:
         # on resume, TensorBoard drops what the stopped run logged after its checkpoint
         purge_step = checkpoint["iter_num"] + 1 if checkpoint else None
         logger = TensorBoardLogger(out_dir, purge_step=purge_step)
+    trainer.logger = logger
     try:
-        trainer = Trainer(config, runtime, data, logger, console, checkpoint)
         if checkpoint is None:
             logger.hparams(config.to_dict(), ["loss/val", "loss/train"])
         describe(trainer, runtime, console)
         trainer.fit()
         if runtime.is_main:
-            report_exact_val_loss(trainer, data, runtime, logger, console)
+            report_exact_val_loss(trainer, trainer.data, runtime, logger, console)
         peak = ""
         if runtime.device.type == "cuda":
             peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
@@ -162,6 +225,10 @@ def report_exact_val_loss(
     logger.scalar("loss/val_exact", nats, trainer.iter_num)
 
 
-def error_prefix() -> str:
+def rank_prefix() -> str:
     """'[rank N] ' under torchrun, so each process's one-line error says whose it is."""
     return f"[rank {os.environ['RANK']}] " if launched_by_torchrun() else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_training(parse_args(argv))

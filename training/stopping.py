@@ -18,20 +18,25 @@ import torch
 import torch.distributed as dist
 
 from infra.device import CoordinatedStop, Runtime
+from infra.errors import UserError
 
 
-class NonFiniteLoss(CoordinatedStop):
+class NonFiniteLoss(CoordinatedStop, UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept. Every rank sees the same
     averaged loss, so every rank raises it at the same iteration."""
 
 
-class TrainingInterrupted(CoordinatedStop):
-    """SIGINT or SIGTERM arrived; last.pt was saved."""
+class TrainingInterrupted(CoordinatedStop, UserError):
+    """A signal arrived and last.pt was saved. The exit code is 128 + the signal's number, as a
+    shell reports a process the signal ended; `resume` is the command that continues the run."""
 
-    def __init__(self, signum: int, checkpoint: Path) -> None:
-        self.signum = signum
-        self.checkpoint = checkpoint
-        super().__init__(f"{signal.Signals(signum).name} received; saved {checkpoint}")
+    label = ""
+
+    def __init__(self, signum: int, checkpoint: Path, resume: str = "") -> None:
+        self.signum, self.checkpoint, self.resume = signum, checkpoint, resume
+        self.exit_code = 128 + signum
+        hint = f". Continue with: {resume}" if resume else ""
+        super().__init__(f"stopped by {signal.Signals(signum).name}; saved {checkpoint}{hint}")
 
 
 class SignalCatcher:

@@ -16,7 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from data import DataError, PreparedData, get_batch
-from infra.checkpoint import save_checkpoint
+from infra.checkpoint import BEST, LAST, save_checkpoint
 from infra.device import Runtime, peak_flops
 from model import GPT
 from training.config import ConfigError, TrainConfig
@@ -214,9 +214,9 @@ class Trainer:
     def save(self, best: bool = False) -> Path:
         """last.pt (and best.pt) in out_dir. Every rank must call it; rank 0 writes."""
         rng_states = all_rng_states(self.runtime, self.batch_generator)
-        last = self.out_dir / "last.pt"
+        last = self.out_dir / LAST
         if self.runtime.is_main:
-            paths = [last, self.out_dir / "best.pt"] if best else [last]
+            paths = [last, self.out_dir / BEST] if best else [last]
             save_checkpoint(self.state_dict(rng_states), *paths)
         return last
 
@@ -306,4 +306,4 @@ class Trainer:
             self.evaluate_and_checkpoint()  # saves last.pt too
         else:
             self.save()
-        raise TrainingInterrupted(signum or signal.SIGTERM, self.out_dir / "last.pt")
+        raise TrainingInterrupted(signum or signal.SIGTERM, self.out_dir / LAST)
