@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import machine_line
+from records import write_record
 
 from infra.cli import option, parse_into
+from infra.errors import ConfigError, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,8 +59,10 @@ def process_seconds(options: SampleCliOptions, new: int, cached: bool) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    options = parse_into(SampleCliOptions, None, __doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    options = parse_into(SampleCliOptions, argv, __doc__.split("\n")[0])
+    if not Path(options.ckpt).exists():
+        raise ConfigError(f"--ckpt {options.ckpt} does not exist (see this script's docstring)")
     print(machine_line())
     rates: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(options.repeats):
@@ -79,7 +83,13 @@ def main() -> None:
     )
     # each pair, in order: runs of this command can be pooled into one median over more pairs
     print("pairs: " + " ".join(f"{r:.2f}x" for r in ratios))
+    figures = {"new": options.new, "batch": options.batch, "device": options.device}
+    pairs = [
+        {"cached_chars_per_sec": c, "plain_chars_per_sec": p}
+        for c, p in zip(rates[True], rates[False], strict=True)
+    ]
+    write_record("sample_cli_speed", f"batch{options.batch}", {**figures, "pairs": pairs})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="sample_cli_speed.py"))

@@ -24,13 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from common import machine_line
+from records import write_record
 
 from infra.cli import option, parse_into
+from infra.errors import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_LINE = re.compile(r"^iter (\d+): train loss ([\d.]+), val loss ([\d.naif]+)")
@@ -121,9 +123,27 @@ def spread(values: list[float], fmt: str = ".2f") -> str:
     return f"{statistics.median(values):{fmt}} ({min(values):{fmt}} to {max(values):{fmt}})"
 
 
-def main() -> None:
+def print_run(run: Run) -> None:
+    to_target = f"{run.seconds_to_target:.1f}" if run.seconds_to_target else "not reached"
+    failed = f"  (exit code {run.returncode})" if run.returncode else ""
+    mfu = f", mfu {run.mfu_percent:.1f}%" if run.mfu_percent is not None else ""
+    print(
+        f"{run.seed:>6} | {to_target:>13} | {run.wall:>8.1f} | {run.final_val:>9.4f} | "
+        f"{run.best_val:>8.4f} | {run.exact_val:>9.4f} | {run.tokens_per_sec:>9,.0f} | "
+        f"{run.peak_memory_gib:.2f} GiB{mfu}{failed}",
+        flush=True,
+    )
+
+
+HEADER = (
+    f"{'seed':>6} | {'to target (s)':>13} | {'wall (s)':>8} | {'final val':>9} | "
+    f"{'best val':>8} | {'exact val':>9} | {'tokens/s':>9} | peak mem"
+)
+
+
+def main(argv: list[str] | None = None) -> None:
     # everything after `--` goes to train.py as it is
-    argv = sys.argv[1:]
+    argv = sys.argv[1:] if argv is None else argv
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parse_into(TimeToLossOptions, argv[:cut], __doc__.split("\n")[0])
     extra = argv[cut + 1 :]
@@ -133,23 +153,12 @@ def main() -> None:
     if torch.cuda.is_available():  # train.py picks it unless the config says otherwise
         print(machine_line("cuda"))
     print(f"config {args.config}, target val loss {args.target}, extra options: {extra or 'none'}")
-    print(
-        f"{'seed':>6} | {'to target (s)':>13} | {'wall (s)':>8} | {'final val':>9} | "
-        f"{'best val':>8} | {'exact val':>9} | {'tokens/s':>9} | peak mem"
-    )
+    print(HEADER)
     runs = []
     for seed in args.seeds:
         run = run_once(args.config, args.target, seed, extra, keep)
         runs.append(run)
-        to_target = f"{run.seconds_to_target:.1f}" if run.seconds_to_target else "not reached"
-        failed = f"  (exit code {run.returncode})" if run.returncode else ""
-        mfu = f", mfu {run.mfu_percent:.1f}%" if run.mfu_percent is not None else ""
-        print(
-            f"{seed:>6} | {to_target:>13} | {run.wall:>8.1f} | {run.final_val:>9.4f} | "
-            f"{run.best_val:>8.4f} | {run.exact_val:>9.4f} | {run.tokens_per_sec:>9,.0f} | "
-            f"{run.peak_memory_gib:.2f} GiB{mfu}{failed}",
-            flush=True,
-        )
+        print_run(run)
     reached = [r.seconds_to_target for r in runs if r.seconds_to_target is not None]
     print(f"median (min to max) over {len(runs)} seeds:")
     print(
@@ -165,7 +174,10 @@ def main() -> None:
     if mfus:
         print(f"  MFU % {spread(mfus, '.1f')}")
     print(f"  peak memory GiB {spread([r.peak_memory_gib for r in runs])}")
+    label = args.config if not extra else f"{args.config}-ablation"
+    figures = {"config": args.config, "target": args.target, "extra": extra}
+    write_record("time_to_loss", label, {**figures, "runs": [asdict(r) for r in runs]})
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="time_to_loss.py"))
