@@ -19,7 +19,7 @@ def get_batch(
         raise ValueError(f"{data.numel()} tokens are too few for windows of {block_size} + 1")
     starts = torch.randint(n_starts, (batch_size,), generator=generator)  # (B,)
     offsets = torch.arange(block_size + 1)  # (T + 1,)
-    windows = data[starts[:, None] + offsets]  # (B, T + 1)
+    windows = data[starts[:, None] + offsets].long()  # (B, T + 1): ids stored as uint16
     device = torch.device(device)
     if device.type == "cuda":
         # page-locked memory lets the copy run asynchronously, overlapping the GPU's work

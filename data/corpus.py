@@ -5,8 +5,10 @@ cache `data/shakespeare_char/input.txt`, a download. Every copy is checked again
 SHA-256. Any other UTF-8 text trains too (dataset "text"); the check is Tiny Shakespeare's alone.
 
 The prepared arrays (`train.bin`, `val.bin`: uint16 ids) sit beside a `vocab.json` and a `meta.json`
-that records the SHA-256 of the text they came from, so a changed source is prepared again instead of
-silently reused. No pickle anywhere.
+that records the SHA-256 of the text they came from and of every prepared file. Each start checks
+them all (a few milliseconds for Tiny Shakespeare), so a changed source or an altered, truncated or
+damaged file is prepared again instead of used. The ids are memory-mapped, not loaded: memory stays
+near their 2 bytes a character. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ SHAKESPEARE_CACHE = SHAKESPEARE_DIR / "input.txt"
 
 DATASETS = ("shakespeare_char", "text")
 VAL_FRACTION = 0.1
-PREPARED_FORMAT = 1
+PREPARED_FORMAT = 2  # 2: meta.json records every prepared file's SHA-256
 
 
 def _nothing(message: str) -> None:
@@ -125,8 +127,8 @@ def find_shakespeare(
 
 @dataclass
 class PreparedData:
-    train: torch.Tensor  # (N_train,) int64 token ids
-    val: torch.Tensor  # (N_val,) int64 token ids
+    train: torch.Tensor  # (N_train,) uint16 token ids, memory-mapped from train.bin
+    val: torch.Tensor  # (N_val,) uint16 token ids, memory-mapped from val.bin
     tokenizer: CharTokenizer
     data_dir: Path
 
@@ -138,18 +140,36 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start})") from None
 
 
+ENCODE_CHUNK = 1 << 22  # characters encoded at a time, so no copy of the whole text is made
+
+
+def encode_corpus(tokenizer: CharTokenizer, text: str) -> np.ndarray:
+    """The whole text as uint16 ids, encoded a few million characters at a time: the peak
+    memory is the text and its ids (2 bytes a character), not a UTF-32 copy of it."""
+    ids = np.empty(len(text), dtype=np.uint16)
+    for start in range(0, len(text), ENCODE_CHUNK):
+        chunk = text[start : start + ENCODE_CHUNK]
+        ids[start : start + len(chunk)] = tokenizer.encode_array(chunk)
+    return ids
+
+
+PREPARED_FILES = ("train.bin", "val.bin", "vocab.json")
+
+
 def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> dict:
-    """Tokenize source into data_dir: train.bin and val.bin (uint16), vocab.json, meta.json.
-    meta.json is written last, so a half-finished preparation is never taken for a finished one."""
+    """Tokenize source into data_dir: train.bin and val.bin (uint16), vocab.json, and meta.json,
+    which records each file's size and SHA-256 so that every later start can check them. It is
+    written last, so a half-finished preparation is never taken for a finished one."""
     text = read_text(source)
     if len(text) < 2:
         raise DataError(f"{source} holds {len(text)} characters; a corpus needs at least 2")
     tokenizer = CharTokenizer.from_text(text)
-    ids = tokenizer.encode_array(text)
+    ids = encode_corpus(tokenizer, text)
+    del text
     n_train = int(len(ids) * (1 - VAL_FRACTION))
     data_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(data_dir / "train.bin", lambda p: ids[:n_train].tofile(p))
-    write_atomic(data_dir / "val.bin", lambda p: ids[n_train:].tofile(p))
+    write_atomic(data_dir / "train.bin", lambda p: p.write_bytes(ids[:n_train].tobytes()))
+    write_atomic(data_dir / "val.bin", lambda p: p.write_bytes(ids[n_train:].tobytes()))
     write_atomic(data_dir / "vocab.json", tokenizer.save)
     meta = {
         "format": PREPARED_FORMAT,
@@ -158,25 +178,42 @@ def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> d
         "vocab_size": tokenizer.vocab_size,
         "train_tokens": n_train,
         "val_tokens": len(ids) - n_train,
+        "files": {name: sha256_of(data_dir / name) for name in PREPARED_FILES},
     }
     write_atomic(data_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
     return meta
 
 
-def _prepared_meta(data_dir: Path, source_sha256: str) -> dict | None:
-    """meta.json if data_dir holds a complete preparation of the text with this SHA-256."""
+def check_preparation(data_dir: Path, source_sha256: str) -> str | None:
+    """Why data_dir does not hold a complete, unaltered preparation of the text with this
+    SHA-256 (None when it does): every file's size and SHA-256 against meta.json, the vocabulary
+    valid and of the recorded size, and every id inside it."""
     try:
         meta = json.loads((data_dir / "meta.json").read_text())
-        complete = (
-            meta["format"] == PREPARED_FORMAT
-            and meta["source_sha256"] == source_sha256
-            and (data_dir / "train.bin").stat().st_size == 2 * meta["train_tokens"]
-            and (data_dir / "val.bin").stat().st_size == 2 * meta["val_tokens"]
-            and (data_dir / "vocab.json").is_file()
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return meta if complete else None
+    except FileNotFoundError:
+        return "first use"
+    except (OSError, ValueError):
+        return "its meta.json is unreadable"
+    try:
+        if meta["format"] != PREPARED_FORMAT:
+            return "its format differs from this code's"
+        if meta["source_sha256"] != source_sha256:
+            return "the text changed since it was prepared"
+        sizes = {"train.bin": 2 * meta["train_tokens"], "val.bin": 2 * meta["val_tokens"]}
+        for name in PREPARED_FILES:
+            path = data_dir / name
+            if not path.is_file():
+                return f"{name} is missing"
+            if name in sizes and path.stat().st_size != sizes[name]:
+                return f"{name} has {path.stat().st_size:,} bytes, not the {sizes[name]:,} recorded"
+            if sha256_of(path) != meta["files"][name]:
+                return f"{name} differs from what preparation wrote (SHA-256)"
+        tokenizer = CharTokenizer.load(data_dir / "vocab.json")
+        if tokenizer.vocab_size != meta["vocab_size"]:
+            return "vocab.json does not have the recorded number of characters"
+    except (KeyError, TypeError, ValueError):
+        return "meta.json or vocab.json is not what preparation writes"
+    return None
 
 
 def default_data_dir(dataset: str, data_path: str | Path | None) -> Path:
@@ -191,8 +228,8 @@ def load_dataset(
     data_dir: str | Path | None = None,
     say: Callable[[str], None] = _nothing,
 ) -> PreparedData:
-    """Find the text, prepare it unless an up-to-date preparation exists, and load it into memory
-    once (the corpus is small): int64 token tensors for both splits and the tokenizer."""
+    """Find the text, prepare it unless data_dir holds a checked preparation of it, and map the
+    token arrays of both splits into memory (uint16, read from disk as needed)."""
     if dataset == "shakespeare_char":
         source = find_shakespeare(data_path, say=say)
     elif dataset == "text":
@@ -206,18 +243,22 @@ def load_dataset(
     data_dir = Path(data_dir) if data_dir else default_data_dir(dataset, data_path)
 
     source_sha256 = sha256_of(source)
-    if _prepared_meta(data_dir, source_sha256) is None:
-        had_preparation = (data_dir / "meta.json").exists()
-        reason = "the text changed since it was prepared" if had_preparation else "first use"
-        say(f"preparing {source} into {data_dir} ({reason})")
+    problem = check_preparation(data_dir, source_sha256)
+    if problem is not None:
+        say(f"preparing {source} into {data_dir} ({problem})")
         prepare(source, data_dir, source_sha256)
+    tokenizer = CharTokenizer.load(data_dir / "vocab.json")
 
     def read_ids(name: str) -> torch.Tensor:
-        return torch.from_numpy(np.fromfile(data_dir / name, dtype=np.uint16).astype(np.int64))
+        # copy-on-write: pages are read from the file as needed, and nothing is written back
+        ids = np.memmap(data_dir / name, dtype=np.uint16, mode="c")
+        if ids.size and int(ids.max()) >= tokenizer.vocab_size:  # a check, not a trust
+            raise DataError(f"{data_dir / name} holds ids outside its vocabulary; delete it")
+        return torch.from_numpy(ids)
 
     return PreparedData(
         train=read_ids("train.bin"),
         val=read_ids("val.bin"),
-        tokenizer=CharTokenizer.load(data_dir / "vocab.json"),
+        tokenizer=tokenizer,
         data_dir=data_dir,
     )

@@ -68,7 +68,7 @@ def exact_loss(
     for batch in progress(batches):
         starts = torch.tensor([start for start, _ in batch])
         first = torch.tensor([first for _, first in batch], device=device)
-        windows = tokens[starts[:, None] + offsets].to(device)  # (B, T + 1)
+        windows = tokens[starts[:, None] + offsets].long().to(device)  # (B, T + 1)
         logits, _ = model(windows[:, :-1])  # (B, T, vocab_size)
         losses = F.cross_entropy(logits.float().transpose(1, 2), windows[:, 1:], reduction="none")
         scored = torch.arange(T, device=device)[None, :] >= first[:, None]  # (B, T)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,7 @@ def test_batches_have_shape_b_t_and_targets_shifted_by_one(shakespeare):
     assert x.dtype == torch.long
     assert torch.equal(x[:, 1:], y[:, :-1])
     # each row is a real window of the corpus: find it and check the target's last token
-    data = shakespeare.train
+    data = shakespeare.train.long()  # stored as uint16, memory-mapped
     for row_x, row_y in zip(x, y, strict=True):
         starts = (data[: data.numel() - 32] == row_x[0]).nonzero().flatten()
         assert any(
@@ -153,3 +154,37 @@ def test_batching_uses_no_global_rng(shakespeare):
     before = torch.get_rng_state()
     get_batch(shakespeare.train, 4, 16, torch.Generator().manual_seed(0))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def _tamper_vocab_sorted(d: Path) -> None:  # z -> ~: still sorted, distinct single characters
+    chars = json.loads((d / "vocab.json").read_text("utf-8"))["chars"]
+    (d / "vocab.json").write_text(json.dumps({"chars": [c if c != "z" else "~" for c in chars]}))
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        _tamper_vocab_sorted,
+        lambda d: (d / "vocab.json").write_text('{"chars": ["a", "b"'),  # truncated
+        lambda d: (d / "vocab.json").write_text('{"chars": ["b", "a"]}'),  # unsorted
+        lambda d: (d / "train.bin").write_bytes(b"\xff\xff" * 1_003_854),  # ids past the vocabulary
+        lambda d: (d / "train.bin").write_bytes((d / "train.bin").read_bytes()[::-1]),  # reversed
+        lambda d: (d / "val.bin").write_bytes((d / "val.bin").read_bytes()[:1000]),  # truncated
+    ],
+    ids=["vocab-still-sorted", "vocab-truncated", "vocab-unsorted", "ids-too-large", "reversed",
+         "val-truncated"],
+)  # fmt: skip
+def test_an_altered_preparation_is_prepared_again_never_used(
+    shakespeare, shakespeare_path, tmp_path, tamper
+):
+    data_dir = tmp_path / "prepared"
+    shutil.copytree(shakespeare.data_dir, data_dir)
+    tamper(data_dir)
+    said: list[str] = []
+    data = load_dataset("shakespeare_char", shakespeare_path, data_dir, say=said.append)
+    assert len(said) == 1 and said[0].startswith("preparing") and "(first use)" not in said[0]
+    assert data.tokenizer.chars == shakespeare.tokenizer.chars
+    assert torch.equal(data.train, shakespeare.train) and torch.equal(data.val, shakespeare.val)
+    said.clear()
+    load_dataset("shakespeare_char", shakespeare_path, data_dir, say=said.append)
+    assert said == []  # checked and reused

@@ -1,0 +1,48 @@
+"""Fetch and prepare Tiny Shakespeare: `python -m data`.
+
+    python -m data                          # the cache, else a download (checked)
+    python -m data --data_path input.txt    # a copy you have: checked, then put in the cache
+
+Training does the same on its first run; this does it on its own, for a machine that will train
+offline, or to check a copy. The corpus ends up in data/shakespeare_char/input.txt, prepared
+beside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from data.corpus import SHAKESPEARE_CACHE, check_shakespeare, load_dataset
+from data.errors import DataError
+from infra.cli import option, parse_into
+from infra.errors import run_main
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    data_path: str | None = option(None, "a copy of Tiny Shakespeare to check and put in the cache")
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_into(FetchOptions, argv, __doc__.split("\n")[0])
+    if options.data_path is not None:
+        source = Path(options.data_path)
+        if not source.is_file():
+            raise DataError(f"data_path {source} does not exist")
+        check_shakespeare(source)
+        if source.resolve() != SHAKESPEARE_CACHE.resolve():
+            SHAKESPEARE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, SHAKESPEARE_CACHE)
+            print(f"copied {source} to {SHAKESPEARE_CACHE}")
+    data = load_dataset("shakespeare_char", say=print)
+    print(
+        f"Tiny Shakespeare ready in {data.data_dir}: {data.tokenizer.vocab_size} characters, "
+        f"{data.train.numel():,} training and {data.val.numel():,} validation tokens"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog="python -m data"))
