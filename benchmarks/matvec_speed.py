@@ -19,6 +19,7 @@ weights' bytes divided by that time.
 from __future__ import annotations
 
 import statistics
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,7 @@ from common import machine_line, ms_per_call
 from torch.nn import functional as F
 
 from infra.cli import option, parse_into
+from infra.errors import run_main
 from model import GPT, GPTConfig
 from model.decode import PackedLinear, default_pieces
 
@@ -39,8 +41,8 @@ class MatvecSpeedOptions:
 
 
 @torch.inference_mode()
-def main() -> None:
-    options = parse_into(MatvecSpeedOptions, None, __doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    options = parse_into(MatvecSpeedOptions, argv, __doc__.split("\n")[0])
     config = GPTConfig(
         block_size=256, n_layer=options.n_layer, n_head=6, n_embd=options.n_embd, bias=False
     )
@@ -84,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="matvec_speed.py"))

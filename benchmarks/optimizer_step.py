@@ -10,12 +10,14 @@ Prints milliseconds per step for each (median of --repeats timings of --steps st
 from __future__ import annotations
 
 import statistics
+import sys
 from dataclasses import dataclass
 
 import torch
 from common import machine_line, ms_per_call
 
 from infra.cli import option, parse_into
+from infra.errors import run_main
 from model import GPT
 from training.config import resolve_config
 from training.optim import MuonFP32, adamw, block_matrices
@@ -28,8 +30,8 @@ class OptimizerStepOptions:
     repeats: int = option(5, "timings of each optimizer, alternating")
 
 
-def main() -> None:
-    options = parse_into(OptimizerStepOptions, None, __doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    options = parse_into(OptimizerStepOptions, argv, __doc__.split("\n")[0])
     config, _ = resolve_config(options.config, {})
     model = GPT(config.model_config(vocab_size=65))
     for p in model.parameters():
@@ -55,4 +57,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="optimizer_step.py"))

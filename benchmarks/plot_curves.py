@@ -1,7 +1,7 @@
 """Plot validation loss against wall-clock time and against tokens, from runs' TensorBoard files.
 
     python benchmarks/time_to_loss.py --config cpu_fast --target 1.886 --keep runs/
-    python benchmarks/plot_curves.py runs/* --out docs/loss_curves.png
+    python benchmarks/plot_curves.py runs/* --out loss_curves.png
 
 Draws with matplotlib, which the requirements install (it also draws the attention maps).
 Time is measured from the moment each run opened its TensorBoard writer (about two seconds after
@@ -10,6 +10,7 @@ the process started, once torch was imported and the data loaded).
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,13 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from infra.cli import option, parse_into
+from infra.errors import ConfigError, run_main
 
 
 @dataclass(frozen=True)
 class PlotOptions:
     runs: tuple[str, ...] = option(help="run directories (with event files)", positional=True)
-    out: str = option("docs/loss_curves.png", "the PNG to write")
+    out: str = option("loss_curves.png", "the PNG to write")
     target: float = option(1.886, "a horizontal reference line")
     title: str = option("Tiny Shakespeare, 2-core CPU", "the figure's title")
 
@@ -48,14 +50,20 @@ def load_run(run_dir: Path) -> tuple[str, list[float], list[float], list[float]]
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    args = parse_into(PlotOptions, None, __doc__.split("\n")[0])
+    args = parse_into(PlotOptions, argv, __doc__.split("\n")[0])
 
+    for run_dir in map(Path, args.runs):
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(
+                f"{run_dir} is not a run directory (no config.yaml): keep runs with "
+                "time_to_loss.py --keep DIR, then pass DIR/*"
+            )
     by_config = defaultdict(list)
     for run_dir in sorted(map(Path, args.runs)):
         name, seconds, tokens, losses = load_run(run_dir)
@@ -91,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="plot_curves.py"))

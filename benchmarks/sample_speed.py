@@ -11,6 +11,7 @@ buys: GPT.forward with the cache and whole weights, and the Decoder as generatio
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from common import machine_line
 from infra.checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
 from infra.cli import option, parse_into
 from infra.device import resolve_device, synchronize
+from infra.errors import run_main
 from model import GPT, GPTConfig, KVCache, generate
 from model.decode import Decoder, default_pieces
 
@@ -75,8 +77,8 @@ def step_ms(model: GPT, step, repeats: int, filled: int, steps: int = 100) -> fl
     return best
 
 
-def main() -> None:
-    args = parse_into(SampleSpeedOptions, None, __doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    args = parse_into(SampleSpeedOptions, argv, __doc__.split("\n")[0])
     device = resolve_device(args.device)
     if args.ckpt:
         model, _ = restore_model(load_checkpoint(resolve_checkpoint_path(args.ckpt)), device)
@@ -109,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="sample_speed.py"))

@@ -13,6 +13,7 @@ fraction of the machine's fp32 matrix-product ceiling, measured here as a 2048x2
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from common import machine_line
 from data import load_dataset
 from infra.cli import Parser, fields_of, option
 from infra.device import setup_runtime, teardown_runtime
+from infra.errors import run_main
 from training.config import TrainConfig, add_config_options, resolve_config
 from training.trainer import Trainer
 
@@ -47,11 +49,11 @@ def matmul_ceiling(
     return 2 * n**3 * count / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = Parser(__doc__.split("\n")[0])
     parser.add_fields(SpeedOptions)
     add_config_options(parser)
-    namespace = parser.parse(None)
+    namespace = parser.parse(argv)
     args = SpeedOptions(**fields_of(SpeedOptions, namespace))
     overrides = fields_of(TrainConfig, namespace)
     config, _ = resolve_config(
@@ -97,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main, prog="train_speed.py"))

@@ -7,7 +7,7 @@ differs is how it runs on a CPU, where one token's products are matrix-vector pr
 how fast the weights stream from memory:
 - `F.linear` on one row reads its weight as if on one core. `PackedLinear` cuts each weight along
   its outputs into one piece per thread and runs the pieces as one batched product, weight times
-  column, so that every core streams its own share (README, Performance).
+  column, so that every core streams its own share (docs/performance.md, "Sampling").
 - oneDNN, which runs the exact GELU and helps attention on the CPU, costs about 15 us a call to set
   up, more than these one-row operations take in fp32 without it; the step turns it off while it
   runs, unless under bf16 autocast, where oneDNN holds the CPU's native bf16 kernels.
@@ -29,8 +29,8 @@ from torch import nn
 from model.gpt import GPT
 from model.kv_cache import KVCache
 
-# A smaller weight stays whole: splitting so small a product costs more time than it saves.
-# Chosen from step times of 128-, 192- and 384-channel models on 2 cores (README, Performance).
+# A smaller weight stays whole: splitting so small a product costs more time than it saves
+# (docs/performance.md, "Tried, measured, not adopted").
 MIN_PACKED_ELEMENTS = 2**17  # 512 KB in fp32
 
 
@@ -64,8 +64,8 @@ def default_pieces(device: torch.device) -> int:
 
 def _direct_call(cls: type[nn.Module]) -> type[nn.Module]:
     """cls, but calling an instance runs its forward at once. nn.Module.__call__ first looks for
-    hooks, in two more Python frames per call; one token's step makes about 60 module calls, and
-    that bookkeeping cost the step 7% (10 alternating runs). The Decoder's copy has no hooks."""
+    hooks, in two more Python frames per call, and one token's step makes about 60 module calls.
+    The Decoder's copy has no hooks."""
     if cls not in _DIRECT:
         _DIRECT[cls] = type(cls.__name__, (cls,), {"__call__": cls.forward})
     return _DIRECT[cls]

@@ -81,3 +81,21 @@ def tiny_argv(shakespeare_path: Path, shakespeare: PreparedData, tmp_path: Path)
         return ["--config", "tiny", "--device", "cpu", "--inspect", "false", *paths, *extra]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shakespeare_path: Path, shakespeare: PreparedData) -> Path:
+    """A run directory written once per suite by a real tiny.yaml run (last.pt, best.pt)."""
+    import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    argv = flags(
+        config="tiny",
+        device="cpu",
+        inspect="false",
+        data_path=shakespeare_path,
+        data_dir=shakespeare.data_dir,
+        out_dir=root / "run",
+    )
+    assert train.main(argv) == 0
+    return root / "run"

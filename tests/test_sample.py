@@ -8,11 +8,10 @@ import sys
 
 import pytest
 import torch
-from helpers import flags, run
+from helpers import run
 from torch.nn import functional as F
 
 import sample
-import train
 from model import GPT, GPTConfig, generate, sample_next_token
 from model.generate import Stepper, window_start
 
@@ -118,22 +117,6 @@ def test_temperature_samples_softmax_of_logits_over_temperature(temperature):
 
 
 # ---- sample.py -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, shakespeare_path):
-    """A checkpoint directory written by a real tiny.yaml run."""
-    root = tmp_path_factory.mktemp("tiny_run")
-    argv = flags(
-        config="tiny",
-        device="cpu",
-        inspect="false",
-        data_path=shakespeare_path,
-        data_dir=root / "data",
-        out_dir=root / "run",
-    )
-    assert train.main(argv) == 0
-    return root / "run"
 
 
 def run_sample(capsys, *argv: str) -> tuple[int, str, str]:
