@@ -7,6 +7,7 @@ window estimate the trainer made for the same checkpoint. See model/scoring.py f
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from data import DataError, load_dataset
 from infra.checkpoint import load_checkpoint, restore_model
 from infra.cli import option, parse_into, read_text_file
 from infra.device import resolve_device
-from infra.errors import ConfigError, run_main
+from infra.errors import ConfigError, UserError, run_main
 from model.scoring import bits_and_perplexity, check_stride, exact_loss
 
 
@@ -70,6 +71,8 @@ def evaluate(argv: list[str] | None = None) -> int:
         return tqdm(batches, desc="scoring", unit="batch", disable=not sys.stderr.isatty())
 
     nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
+    if not math.isfinite(nats):
+        raise UserError(f"the model's loss on {name} is {nats}: its logits are NaN or infinite")
     bits, perplexity = bits_and_perplexity(nats)
     short = min(block_size, tokens.numel() - 1) // 2 - 1
     print(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -16,6 +18,9 @@ from model import generate_tokens
 from model.attention_maps import attention_maps
 
 SEPARATOR = "\n" + "-" * 40
+# Below this, logits divided by the temperature overflow; 0 already means greedy.
+MIN_TEMPERATURE = 1e-3
+ATTENTION_SUFFIXES = (".png",)
 
 
 @dataclass(frozen=True)
@@ -39,8 +44,18 @@ class SampleOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"--temperature must be 0 (greedy) or more, got {self.temperature}")
+        if self.temperature != 0 and not self.temperature >= MIN_TEMPERATURE:
+            raise ValueError(
+                f"--temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}, got "
+                f"{self.temperature}"
+            )
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
+        if self.attention is not None and Path(self.attention).suffix not in ATTENTION_SUFFIXES:
+            raise ValueError(
+                f"--attention {self.attention}: the file's suffix chooses what is written; "
+                f"use {' or '.join(ATTENTION_SUFFIXES)}"
+            )
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"--top_k must be at least 1, got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
@@ -113,7 +128,7 @@ def sample(argv: list[str] | None = None) -> int:
             use_kv_cache=options.kv_cache,
         )
         text = []
-        with autocast:
+        with autocast, named_non_finite_logits():
             for token in new_tokens:
                 char = tokenizer.decode(token.tolist())
                 if stream:
@@ -122,6 +137,17 @@ def sample(argv: list[str] | None = None) -> int:
                     text.append(char)
         print("".join(text))
     return 0
+
+
+@contextlib.contextmanager
+def named_non_finite_logits():
+    """torch.multinomial's complaint about NaN or infinite probabilities, in the user's words."""
+    try:
+        yield
+    except RuntimeError as e:
+        if "inf, nan" not in str(e):
+            raise
+        raise UserError("the model produced NaN or infinite logits: it cannot sample") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -92,12 +92,32 @@ def restore_model(
     """The model (in eval mode, on device) and tokenizer, rebuilt from a checkpoint alone."""
     try:
         model = GPT(GPTConfig(**checkpoint["model_args"]))
-        model.load_state_dict(checkpoint["model"])
         tokenizer = CharTokenizer(checkpoint["vocab"])
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (TypeError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(f"checkpoint does not hold a usable model: {reason}") from None
+    load_weights(model, checkpoint["model"])
     return model.to(device).eval(), tokenizer
+
+
+def load_weights(model: GPT, state: dict[str, torch.Tensor]) -> None:
+    """model.load_state_dict(state), or a one-line CheckpointError: weights that do not fit the
+    model's shapes, a weight missing, or weights that are NaN or infinite (such a model's every
+    output would be NaN)."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit its model: {reason[:200]}"
+        ) from None
+    broken = [name for name, t in state.items() if t.is_floating_point() and not t.isfinite().all()]
+    if broken:
+        raise CheckpointError(
+            f"the checkpoint's weights are NaN or infinite ({', '.join(broken[:3])}"
+            f"{' and more' if len(broken) > 3 else ''}): it cannot be used"
+        )
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:

@@ -8,6 +8,7 @@ rank 0.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch.distributed as dist
 
 from infra.errors import UserError
 
+DEFAULT_DIST_TIMEOUT = 300.0  # seconds; torch's own default for gloo is 30 minutes
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_NAMES = ("auto", *DTYPES)
 
@@ -160,8 +162,15 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
-    """Decide device and precision; under torchrun, join the process group."""
+class PeersLost(UserError):
+    """Under torchrun, the other processes did not answer within the process group's timeout."""
+
+
+def setup_runtime(
+    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT
+) -> Runtime:
+    """Decide device and precision; under torchrun, join the process group, whose collectives
+    give up after `timeout` seconds without an answer (a rank that hangs ends the job)."""
     if not launched_by_torchrun():
         resolved = resolve_device(device)
         precision = resolve_dtype(dtype, resolved)
@@ -185,10 +194,11 @@ def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
         backend = "gloo"
     else:
         raise DeviceError(f"torchrun training runs on CUDA (NCCL) or CPU (gloo), not {resolved}")
+    wait = datetime.timedelta(seconds=timeout)
     if backend == "nccl":
-        dist.init_process_group(backend, device_id=resolved)
+        dist.init_process_group(backend, device_id=resolved, timeout=wait)
     else:
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=wait)
     precision = resolve_dtype(dtype, resolved)
     return Runtime(resolved, precision, rank, world_size, explain_dtype(dtype, resolved, precision))
 
@@ -204,18 +214,28 @@ class CoordinatedStop(Exception):
 
 
 @contextlib.contextmanager
-def runtime_for(device: str = "auto", dtype: str = "auto") -> Iterator[Runtime]:
+def runtime_for(
+    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT
+) -> Iterator[Runtime]:
     """setup_runtime, and on the way out a barrier, then the process group's teardown. Without the
     barrier a rank that finishes first can close the group while another is still using it (gloo
     then aborts the process). The barrier is skipped when only this rank failed: it would wait for
     ranks that are not coming."""
-    runtime = setup_runtime(device, dtype)
+    runtime = setup_runtime(device, dtype, timeout)
     try:
         yield runtime
         runtime.barrier()
     except CoordinatedStop:
         runtime.barrier()
         raise
+    except dist.DistError as e:  # a collective timed out, or a peer's connection closed
+        if not runtime.distributed:
+            raise
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise PeersLost(
+            f"the other processes stopped answering (waited up to {timeout:g} s, dist_timeout; "
+            f"{reason}); the last checkpoint is whole: resume the job from it"
+        ) from None
     finally:
         teardown_runtime()
 

@@ -51,17 +51,23 @@ def run_main(
         return main(argv) or 0
     except UserError as e:
         label = f"{e.label}: " if e.label else ""
-        print(f"{prefix()}{prog}: {label}{e}", file=sys.stderr)
+        _say(f"{prefix()}{prog}: {label}{e}")
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"\n{prefix()}{prog}: interrupted", file=sys.stderr)
+        _say(f"\n{prefix()}{prog}: interrupted")
         return 130
     except BrokenPipeError:
         _silence_stdout()
         return 1
     except OSError as e:  # a full disk, a file that cannot be written: the machine, not the code
-        print(f"{prefix()}{prog}: error: {describe_os_error(e)}", file=sys.stderr)
+        _say(f"{prefix()}{prog}: error: {describe_os_error(e)}")
         return 1
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if anyone still reads it."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
 
 
 def describe_os_error(e: OSError) -> str:

@@ -38,6 +38,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         _fsync(tmp)  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
+    except OSError as e:  # name the file the user knows, not the temporary one
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable

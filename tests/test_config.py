@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -203,3 +204,33 @@ def test_a_longer_resume_keeps_the_schedule_that_was_running_and_says_so(tmp_pat
     config, notes = config_for_resume(saved, {"max_iters": 400, "lr_decay_iters": 400}, tmp_path)
     assert config.decay_end == 400 and get_lr(250, config) > config.min_lr and notes == []
     assert config_for_resume(saved, {"max_iters": 100}, tmp_path)[1] == []  # nothing changed
+
+
+def test_help_after_a_config_shows_that_runs_values(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--config", "tiny.yaml", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "context length in characters [default: 32, from tiny.yaml]" in text
+    assert "[default: out/tiny, from tiny.yaml]" in text
+    assert "[default: 1337]" in text  # a key tiny.yaml leaves alone: the default
+
+
+@pytest.mark.parametrize(
+    "argv, key, value",
+    [
+        (["--max-iters", "7"], "max_iters", 7),
+        (["--no-compile"], "compile", False),
+        (["--lr-schedule=wsd"], "lr_schedule", "wsd"),
+    ],
+)
+def test_an_option_spelt_with_dashes_is_the_option(argv, key, value):
+    assert getattr(parse_args(["--config", "tiny", *argv]).config, key) == value
+
+
+@pytest.mark.parametrize(
+    "typo, suggestion",
+    [("--lerning_rate", "(did you mean learning_rate?)"), ("--lerning-rate", "learning-rate?")],
+)
+def test_a_misspelt_option_is_answered_in_the_users_spelling(typo, suggestion):
+    with pytest.raises(ConfigError, match=re.escape(suggestion)):
+        parse_args([typo, "1e-3"])

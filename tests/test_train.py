@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -226,8 +227,12 @@ def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
     assert "SIGINT" in err and "--resume" in err
     stopped_at = load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"]
     assert 5 <= stopped_at < 100000
-    resume = tiny_argv("--resume", "--max_iters", str(stopped_at + 5))
-    assert train.main(resume) == 0
+    # the hint is a command that works when pasted (here with a nearer end than 100000)
+    pasted = shlex.split(err.split("Continue with: ")[1])
+    assert pasted[:3] == ["python", "train.py", "--resume"]
+    resumed = run([sys.executable, *pasted[1:], "--max_iters", str(stopped_at + 5)])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "keeps the learning-rate schedule" in resumed.stdout
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] == stopped_at + 5
 
 
@@ -411,3 +416,57 @@ def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     out, err = fit(interactive=False)
     assert "%|" not in err
     assert "iter 5: loss" in out and "iter 10: train loss" in out
+
+
+def test_a_run_that_fails_before_training_leaves_its_out_dir_as_it_was(tiny_argv, tmp_path):
+    """A missing data file: no out_dir is created for a new run, and --overwrite of an existing
+    run deletes nothing before the new run's data and block_size have been checked."""
+    missing = ("--dataset", "text", "--data_path", str(tmp_path / "typo.txt"))
+    assert train.main(tiny_argv(*missing, out="never")) == 1
+    assert not (tmp_path / "never").exists()
+    assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5")) == 0
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert train.main(tiny_argv(*missing, "--overwrite")) == 1
+    assert train.main(tiny_argv("--overwrite", "--block_size", "200000")) == 1  # longer than val
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+
+
+def test_a_resume_never_writes_into_another_run(tiny_argv, tmp_path, capsys):
+    assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5", out="a")) == 0
+    assert train.main(tiny_argv("--max_iters", "5", "--seed", "7", out="b")) == 0
+    b_before = {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir() if p.is_file()}
+    capsys.readouterr()
+    argv = tiny_argv("--resume", str(tmp_path / "a"), "--max_iters", "10", out="b")
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds another run" in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b").iterdir() if p.is_file()} == b_before
+    # into an empty directory it is a new run there, and a continues untouched
+    argv = tiny_argv("--resume", str(tmp_path / "a"), "--max_iters", "10", out="c")
+    assert train.main(argv) == 0
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["iter_num"] == 10
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["iter_num"] == 5
+
+
+def test_resuming_from_best_never_rolls_back_a_later_last(tiny_argv, tmp_path, capsys):
+    from training.run import BEST, LAST
+
+    assert train.main(tiny_argv("--max_iters", "20", "--eval_interval", "5")) == 0
+    run_dir = tmp_path / "run"
+    best_iter = load_checkpoint(run_dir / BEST)["iter_num"]
+    if best_iter == 20:  # make best.pt an earlier one, as after a run that overfits
+        save_checkpoint({**load_checkpoint(run_dir / LAST), "iter_num": 10}, run_dir / BEST)
+        best_iter = 10
+    last_before = (run_dir / LAST).read_bytes()
+    capsys.readouterr()
+    assert train.main(tiny_argv("--resume", str(run_dir / BEST), "--max_iters", "25")) == 1
+    err = capsys.readouterr().err
+    assert f"would roll back {run_dir / LAST} (iteration 20)" in err and "--out_dir" in err
+    assert (run_dir / LAST).read_bytes() == last_before
+    new_dir = shlex.split(err.split("--out_dir ")[1])[0]  # the command it suggests
+    assert (
+        train.main(tiny_argv("--resume", str(run_dir / BEST), "--max_iters", "25", out=new_dir))
+        == 0
+    )
+    assert load_checkpoint(Path(new_dir) / LAST)["iter_num"] == 25
+    assert (run_dir / LAST).read_bytes() == last_before

@@ -28,7 +28,7 @@ from infra.cli import (
     option,
     parse_value,
 )
-from infra.device import DTYPE_NAMES, is_device_name
+from infra.device import DEFAULT_DIST_TIMEOUT, DTYPE_NAMES, is_device_name
 from model import GPTConfig
 from training.schedule import LR_SCHEDULES
 
@@ -64,6 +64,11 @@ class TrainConfig(GPTConfig):
         choices=DTYPE_NAMES,
     )
     compile: bool = option(False, "wrap the model in torch.compile")
+    dist_timeout: float = option(
+        DEFAULT_DIST_TIMEOUT,
+        "under torchrun: seconds a process waits for the others in a collective before the job "
+        "ends with an error (a stopped or hung process)",
+    )
     seed: int = option(1337, "seed for initialisation, batches and dropout")
     batch_size: int = option(12, "sequences per micro-batch (per process under torchrun)")
     # optimizer and schedule
@@ -154,6 +159,8 @@ class TrainConfig(GPTConfig):
         require(self.muon_lr > 0, "muon_lr", "must be positive")
         require(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
         require(self.grad_clip >= 0, "grad_clip", "must not be negative")
+        require(self.dist_timeout > 0, "dist_timeout", "must be positive")
+        require(0 <= self.seed < 2**63, "seed", "must be between 0 and 2**63 - 1")
         require(self.sample_chars >= 0, "sample_chars", "must not be negative")
         require(
             len(self.probe_text) <= self.block_size,

@@ -89,7 +89,24 @@ def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
             f"{out_dir} holds another run; a resumed run writes only into the run it continues "
             f"({path.parent}) or into a directory without a run: give another --out_dir"
         )
+    if continues_in_place and path.name == LAST and (out_dir / BEST).is_file():
+        notes += reconcile_best(checkpoint, out_dir / BEST)
     return config, checkpoint, notes
+
+
+def reconcile_best(checkpoint: dict, best_path: Path) -> list[str]:
+    """best.pt is written before last.pt, so a run that failed between the two leaves a best.pt
+    newer than last.pt, holding a better loss than last.pt knows of. The resumed run takes that
+    loss as the one to beat, so it never replaces best.pt by a worse model."""
+    best = load_checkpoint(best_path)
+    if best["best_val_loss"] >= checkpoint["best_val_loss"]:
+        return []
+    checkpoint["best_val_loss"] = best["best_val_loss"]
+    return [
+        f"note: {best_path} (iteration {best['iter_num']}, val {best['best_val_loss']:.4f}) is "
+        f"newer than {best_path.parent / LAST} (iteration {checkpoint['iter_num']}): the run "
+        "stopped between the two writes; it continues from last.pt and keeps best.pt"
+    ]
 
 
 def claim_run_dir(out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime) -> RunLock | None:
@@ -134,7 +151,7 @@ def resume_command(args: TrainArgs, out_dir: Path, world_size: int) -> str:
 def run_training(args: TrainArgs) -> None:
     config, checkpoint, notes = prepare_run(args)
     out_dir = Path(config.out_dir)
-    with runtime_for(config.device, config.dtype) as runtime:
+    with runtime_for(config.device, config.dtype, config.dist_timeout) as runtime:
         console = Console(enabled=runtime.is_main)
         for note in notes:
             console.print(note)

@@ -1,9 +1,9 @@
 """Stopping a run cleanly: on a signal, on a non-finite loss, and on every rank at once.
 
 Under torchrun every rank must stop at the same iteration, or one would wait forever in a
-collective for another. So a signal is only recorded when it arrives; the ranks compare notes at
-the next log point, in the same small all-reduce that averages the step's loss, and all stop there
-together, after saving last.pt.
+collective for another. So a signal (Ctrl-C's SIGINT, SIGTERM, a closed terminal's SIGHUP) is only
+recorded when it arrives; the ranks compare notes at the next log point, in the same small
+all-reduce that averages the step's loss, and all stop there together, after saving last.pt.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ class NonFiniteLoss(CoordinatedStop, UserError):
 
 
 class TrainingInterrupted(CoordinatedStop, UserError):
-    """A signal arrived and last.pt was saved. The exit code is 128 + the signal's number, as a
-    shell reports a process the signal ended; `resume` is the command that continues the run."""
+    """A signal (SIGINT, SIGTERM, SIGHUP) arrived and last.pt was saved. The exit code is 128 +
+    the signal's number, as a shell reports a process the signal ended; `resume` is the command
+    that continues the run."""
 
     label = ""
 
@@ -39,9 +40,15 @@ class TrainingInterrupted(CoordinatedStop, UserError):
         super().__init__(f"stopped by {signal.Signals(signum).name}; saved {checkpoint}{hint}")
 
 
+# Every way a user stops a run: Ctrl-C, `kill` (and torchrun passing it on), a closed terminal.
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 class SignalCatcher:
-    """While active, SIGINT and SIGTERM are recorded in `signum` instead of stopping the process
-    at once; a second one raises KeyboardInterrupt (quit now, without saving)."""
+    """While active, SIGINT, SIGTERM and SIGHUP are recorded in `signum` instead of stopping the
+    process at once; a second one raises KeyboardInterrupt (quit now, without saving)."""
 
     def __init__(self, say=print) -> None:
         self.signum: int | None = None
@@ -49,7 +56,7 @@ class SignalCatcher:
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> SignalCatcher:
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             self._previous[s] = signal.signal(s, self._on_signal)
         return self
 

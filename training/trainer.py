@@ -16,7 +16,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from data import DataError, PreparedData, get_batch
-from infra.checkpoint import BEST, LAST, save_checkpoint
+from infra.checkpoint import BEST, LAST, load_weights, save_checkpoint
 from infra.device import Runtime, peak_flops
 from model import GPT
 from training.config import ConfigError, TrainConfig
@@ -178,7 +178,7 @@ class Trainer:
                 "the checkpoint was trained on a different vocabulary than this data "
                 f"({len(checkpoint['vocab'])} vs {self.data.tokenizer.vocab_size} characters)"
             )
-        self.model.load_state_dict(checkpoint["model"])
+        load_weights(self.model, checkpoint["model"])
         # keep this machine's kernel choice (fused, foreach), not the one the checkpoint was made on
         saved = checkpoint["optimizer"]
         saved = [saved] if isinstance(saved, dict) else saved  # one AdamW, before Muon
@@ -216,7 +216,9 @@ class Trainer:
         rng_states = all_rng_states(self.runtime, self.batch_generator)
         last = self.out_dir / LAST
         if self.runtime.is_main:
-            paths = [last, self.out_dir / BEST] if best else [last]
+            # best.pt first: a failure between the two writes leaves best.pt the newer, never a
+            # best.pt older than what last.pt calls the best (see run.prepare_run for resuming)
+            paths = [self.out_dir / BEST, last] if best else [last]
             save_checkpoint(self.state_dict(rng_states), *paths)
         return last
 
