@@ -168,8 +168,9 @@ def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> d
     del text
     n_train = int(len(ids) * (1 - VAL_FRACTION))
     data_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(data_dir / "train.bin", lambda p: p.write_bytes(ids[:n_train].tobytes()))
-    write_atomic(data_dir / "val.bin", lambda p: p.write_bytes(ids[n_train:].tobytes()))
+    # memoryview: written from the array itself, without a copy
+    write_atomic(data_dir / "train.bin", lambda p: p.write_bytes(memoryview(ids[:n_train])))
+    write_atomic(data_dir / "val.bin", lambda p: p.write_bytes(memoryview(ids[n_train:])))
     write_atomic(data_dir / "vocab.json", tokenizer.save)
     meta = {
         "format": PREPARED_FORMAT,

@@ -162,6 +162,14 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+# How gloo, NCCL and DDP say that another process stopped answering or went away.
+PEERS_LOST = ("Timed out", "timed out", "timeout", "Connection closed", "Connection reset")
+
+
+def lost_peers(error: RuntimeError) -> bool:
+    return isinstance(error, dist.DistError) or any(words in str(error) for words in PEERS_LOST)
+
+
 class PeersLost(UserError):
     """Under torchrun, the other processes did not answer within the process group's timeout."""
 
@@ -228,8 +236,8 @@ def runtime_for(
     except CoordinatedStop:
         runtime.barrier()
         raise
-    except dist.DistError as e:  # a collective timed out, or a peer's connection closed
-        if not runtime.distributed:
+    except RuntimeError as e:  # gloo and DDP report a silent peer as a RuntimeError
+        if not runtime.distributed or not lost_peers(e):
             raise
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise PeersLost(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import ddp_step_worker as worker
 import pytest
@@ -104,3 +107,63 @@ def test_torchrun_job_owns_its_directory_and_sigterm_stops_every_rank_with_a_che
     assert err.count("stopped by SIGTERM") == 2  # both ranks, each with its own line
     assert "terminate called" not in err  # no rank aborted while closing the process group
     assert 20 <= load_checkpoint(out_dir / "last.pt")["iter_num"] < 1000000
+
+
+def child_with_rank(parent: int, rank: int) -> int:
+    """The pid of torchrun's worker process of that rank (Linux: read from /proc)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(entry)
+    raise AssertionError(f"no worker of rank {rank} under {parent}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the rank's process through /proc")
+def test_a_rank_that_stops_answering_ends_the_job_in_bounded_time_with_one_line(
+    tiny_argv, tmp_path
+):
+    """A real torchrun job whose rank 1 is stopped (SIGSTOP: alive, silent): rank 0 gives up
+    after dist_timeout with one line, and the checkpoint it had written stays whole."""
+    forever = flags(max_iters=10**6, eval_interval=20, log_interval=5, dist_timeout=3)
+    argv = ["train.py", *tiny_argv("--gradient_accumulation_steps", "2", *forever)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "stdout.txt"
+    with open(log, "w") as stdout:
+        process = subprocess.Popen(
+            [*TORCHRUN, *argv], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True,
+            env=env,
+        )  # fmt: skip
+    stopped = None
+    try:
+        deadline = time.monotonic() + 60
+        while "iter 25:" not in log.read_text():  # after the checkpoint at 20
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        stopped = child_with_rank(process.pid, 1)
+        os.kill(stopped, signal.SIGSTOP)
+        start = time.monotonic()
+        for line in process.stderr:
+            if "stopped answering" in line:
+                break
+        elapsed = time.monotonic() - start
+        os.kill(stopped, signal.SIGCONT)  # let torchrun end it now rather than after its grace
+        err = line + process.communicate(timeout=60)[1]
+    finally:
+        if stopped is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stopped, signal.SIGKILL)
+        process.kill()
+    assert elapsed < 3 + 10, elapsed  # dist_timeout, and the time to say so
+    lines = [line for line in err.splitlines() if "stopped answering" in line]
+    rank0 = [line for line in lines if line.startswith("[rank 0] train.py: error:")]
+    assert len(rank0) == 1 and "dist_timeout" in rank0[0], err[-2000:]
+    assert "]: Traceback" not in err  # no rank's traceback ([rank0]: ...), only torchrun's own
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] >= 20

@@ -4,11 +4,12 @@ sample.py end to end on a checkpoint that a tiny.yaml run writes here."""
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 
 import pytest
 import torch
-from helpers import run
+from helpers import ROOT, run
 from torch.nn import functional as F
 
 import sample
@@ -160,6 +161,11 @@ def test_sample_cli_is_deterministic_and_streaming_gives_the_same_text(tiny_run,
         (("--device", "meta"), 1, "device 'meta' is not supported"),
         (("--bogus", "1"), 2, "unknown option --bogus"),
         (("--top_kk", "1"), 2, "unknown option --top_kk (did you mean top_k?)"),
+        (("--temperature", "1e-45"), 2, "--temperature must be 0 (greedy) or at least"),
+        (("--seed", "99999999999999999999"), 2, "--seed must be between 0 and 2**63 - 1"),
+        (("--attention", "x.xyz"), 2, "the file's suffix chooses what is written"),
+        (("--attention", "a_dir"), 2, "the file's suffix chooses what is written"),
+        (("--no-kv-cache", "--bogus-flag"), 2, "unknown option --bogus-flag"),
     ],
 )
 def test_sample_cli_mistakes_are_one_line(tiny_run, capsys, argv, code, message):
@@ -200,3 +206,41 @@ def test_layers_sampling_and_the_model_do_not_import_what_sits_above_them(module
     result = run([sys.executable, "-c", code], timeout=60)
     assert result.returncode == 0, result.stderr
     assert not set(forbidden) & set(ast.literal_eval(result.stdout))
+
+
+def test_dashed_spellings_work_as_the_options(tiny_run, capsys):
+    code, out, _ = run_sample(
+        capsys, "--ckpt", str(tiny_run), "--no-kv-cache", "--max-new-tokens", "5"
+    )
+    assert code == 0 and len(out) == 1 + 5 + 1  # the prompt, 5 characters, a newline
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_weights_that_are_nan_or_infinite_are_named_by_sample_and_evaluate(
+    tiny_run, tmp_path, capsys, poison
+):
+    import evaluate
+    from infra.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint = load_checkpoint(tiny_run / "last.pt")
+    checkpoint["model"]["transformer.h.0.mlp.c_fc.weight"][0, 0] = poison
+    broken = tmp_path / "poisoned.pt"
+    save_checkpoint(checkpoint, broken)
+    for script in (sample, evaluate):
+        assert script.main(["--ckpt", str(broken)]) == 1
+        err = capsys.readouterr().err
+        assert "NaN or infinite" in err and "mlp.c_fc.weight" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("stream", ["--stream", "--no-stream"])
+def test_a_reader_that_goes_away_is_a_quiet_exit(tiny_run, stream):
+    """`sample.py ... | head -c 10`: no traceback, no "Broken pipe" message."""
+    process = subprocess.Popen(
+        [sys.executable, "sample.py", "--ckpt", str(tiny_run), stream, "--num_samples", "50",
+         "--max_new_tokens", "300"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    process.stdout.read(10)
+    process.stdout.close()
+    err = process.communicate(timeout=120)[1].decode()
+    assert process.returncode in (0, 1) and err == "", err

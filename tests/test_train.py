@@ -470,3 +470,78 @@ def test_resuming_from_best_never_rolls_back_a_later_last(tiny_argv, tmp_path, c
     )
     assert load_checkpoint(Path(new_dir) / LAST)["iter_num"] == 25
     assert (run_dir / LAST).read_bytes() == last_before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_a_closed_terminals_sighup_save_like_ctrl_c(tiny_argv, tmp_path, signum):
+    argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
+    process = start_training(argv)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, err
+    assert f"stopped by {signal.Signals(signum).name}" in err and "Traceback" not in err
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] >= 5
+
+
+def test_a_closed_stdout_does_not_end_the_run(tiny_argv, tmp_path):
+    """`train.py ... | head -n 3`: the reader goes away; the run trains to the end and saves."""
+    process = start_training(tiny_argv("--log_interval", "5"))
+    process.stdout.close()  # like head exiting
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "Broken pipe" not in err and "Traceback" not in err
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] == 60
+
+
+def test_a_temporary_checkpoint_left_by_a_killed_writer_is_removed_at_the_next_start(
+    tiny_argv, tmp_path
+):
+    assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5")) == 0
+    leftover = tmp_path / "run" / ".last.pt.99999.tmp"  # as SIGKILL mid-write leaves it
+    leftover.write_bytes(b"half a checkpoint")
+    assert train.main(tiny_argv("--resume", "--max_iters", "10")) == 0
+    assert not leftover.exists()
+
+
+def test_a_failure_between_the_two_checkpoint_writes_leaves_best_the_newer(
+    tiny_argv, tmp_path, monkeypatch, capsys
+):
+    """A full disk (a fault injected into the write of last.pt, after best.pt) at the second
+    evaluation: best.pt holds the newer, better model, readers get it, and the resumed run keeps
+    its loss as the one to beat."""
+    import infra.checkpoint as checkpoint_files
+
+    real_write = checkpoint_files.write_atomic
+    state = {"evaluations": 0}
+
+    def disk_full_at_the_second_last_pt(path, write):
+        if path.name == "last.pt":
+            state["evaluations"] += 1
+            if state["evaluations"] == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, write)
+
+    monkeypatch.setattr(checkpoint_files, "write_atomic", disk_full_at_the_second_last_pt)
+    assert train.main(tiny_argv("--max_iters", "20", "--eval_interval", "5")) == 1
+    assert "disk full" in capsys.readouterr().err
+    monkeypatch.setattr(checkpoint_files, "write_atomic", real_write)
+    run_dir = tmp_path / "run"
+    best, last = load_checkpoint(run_dir / "best.pt"), load_checkpoint(run_dir / "last.pt")
+    assert (best["iter_num"], last["iter_num"]) == (5, 0)
+    assert best["best_val_loss"] < last["best_val_loss"]
+    assert train.main(tiny_argv("--resume")) == 0
+    assert "newer than" in capsys.readouterr().out
+    best = load_checkpoint(run_dir / "best.pt")
+    assert best["best_val_loss"] == load_checkpoint(run_dir / "last.pt")["best_val_loss"]
+
+
+def test_weights_that_do_not_fit_the_model_are_one_line_on_resume(
+    tiny_argv, tiny_run, tmp_path, capsys
+):
+    checkpoint = load_checkpoint(tiny_run / "last.pt")
+    del checkpoint["model"]["transformer.ln_f.weight"]
+    run_dir = tmp_path / "run"
+    save_checkpoint(checkpoint, run_dir / "last.pt")
+    assert train.main(tiny_argv("--resume")) == 1
+    err = capsys.readouterr().err
+    assert "do not fit" in err and "ln_f.weight" in err and err.count("\n") == 1

@@ -26,6 +26,7 @@ from infra.checkpoint import (
     resolve_checkpoint_path,
 )
 from infra.device import Runtime, launched_by_torchrun, runtime_for
+from infra.errors import UserError
 from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from model.scoring import exact_loss
 from training.config import TrainArgs, TrainConfig, config_for_resume, parse_args
@@ -139,6 +140,21 @@ def claim_run_dir(out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime) -> R
     return lock
 
 
+class QuitNow(UserError):
+    """Stopped at once (a second Ctrl-C): says what the run directory holds."""
+
+    exit_code = 130
+    label = ""
+
+    def __init__(self, out_dir: Path) -> None:
+        last = out_dir / LAST
+        if last.is_file():
+            held = f"{last} holds iteration {load_checkpoint(last)['iter_num']}"
+        else:
+            held = "no checkpoint was written yet"
+        super().__init__(f"interrupted: stopped at once; {held}")
+
+
 def resume_command(args: TrainArgs, out_dir: Path, world_size: int) -> str:
     """The command that continues this run, ready to paste: quoted, and under torchrun when the
     run had several processes (the checkpoint holds every rank's random streams)."""
@@ -168,6 +184,8 @@ def run_training(args: TrainArgs) -> None:
         except TrainingInterrupted as e:
             resume = resume_command(args, out_dir, runtime.world_size)
             raise TrainingInterrupted(e.signum, e.checkpoint, resume) from None
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop (the exact pass)
+            raise QuitNow(out_dir) from None
         finally:
             if lock is not None:
                 lock.release()
