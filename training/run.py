@@ -8,6 +8,7 @@ run's config written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from pathlib import Path
@@ -110,34 +111,66 @@ def reconcile_best(checkpoint: dict, best_path: Path) -> list[str]:
     ]
 
 
-def claim_run_dir(out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime) -> RunLock | None:
-    """Rank 0 creates out_dir and locks it for this run. A fresh run with overwrite then deletes
-    the old run's files (the checks that could refuse the new run are behind it). Temporary
-    files that a killed writer left are removed. Every rank learns the outcome (one broadcast),
-    so a refusal stops all of them cleanly. Returns the lock, held by rank 0 until the run ends."""
-    lock, problem = None, None
+def _decided_by_rank0(rt: Runtime, out_dir: Path, action) -> RunLock | None:
+    """action() on rank 0, its refusal (a RunDirError or OSError) told to every rank in one
+    broadcast, so that a refusal stops all of them cleanly instead of leaving some waiting."""
+    result, problem = None, None
     if rt.is_main:
         try:
-            make_run_dir(out_dir)
-            lock = RunLock(out_dir)
-            lock.acquire()
-            if fresh and holds_run(out_dir):
-                if not overwrite:  # another run took the directory since the first check
-                    raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
-                for path in _previous_run_files(out_dir):
-                    path.unlink()
-            remove_stale_temporaries(out_dir)
-        except (RunDirError, OSError) as e:  # every rank must hear of it, or the others would hang
+            result = action()
+        except (RunDirError, OSError) as e:
             problem = str(e)
-            if lock is not None:
-                lock.release()
     if rt.distributed:
         shared = [problem]
         dist.broadcast_object_list(shared, src=0)
         problem = shared[0]
     if problem is not None:
         raise RunDirError(problem if rt.is_main else f"rank 0 could not use {out_dir}")
-    return lock
+    return result
+
+
+def lock_existing_run_dir(out_dir: Path, rt: Runtime) -> RunLock | None:
+    """Where out_dir exists already, lock it at once, before any slow work: a second run aimed
+    at a live run's directory is refused in a moment, and changes nothing there."""
+
+    def lock() -> RunLock | None:
+        if not os.path.isdir(out_dir):
+            return None
+        lock = RunLock(out_dir)
+        lock.acquire()
+        return lock
+
+    return _decided_by_rank0(rt, out_dir, lock)
+
+
+def claim_run_dir(
+    out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime, lock: RunLock | None
+) -> RunLock | None:
+    """Rank 0 creates out_dir and locks it for this run (unless it holds the lock already). A
+    fresh run with overwrite then deletes the old run's files: the checks that could refuse the
+    new run are behind it. Temporary files that a killed writer left are removed. Returns the
+    lock, held by rank 0 until the run ends."""
+
+    def claim() -> RunLock:
+        held = lock
+        try:
+            if held is None:
+                make_run_dir(out_dir)
+                held = RunLock(out_dir)
+                held.acquire()
+            if fresh and holds_run(out_dir):
+                if not overwrite:  # another run took the directory since the first check
+                    raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
+                for path in _previous_run_files(out_dir):
+                    path.unlink()
+            remove_stale_temporaries(out_dir)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        return held
+
+    return _decided_by_rank0(rt, out_dir, claim)
 
 
 class QuitNow(UserError):
@@ -167,7 +200,11 @@ def resume_command(args: TrainArgs, out_dir: Path, world_size: int) -> str:
 def run_training(args: TrainArgs) -> None:
     config, checkpoint, notes = prepare_run(args)
     out_dir = Path(config.out_dir)
-    with runtime_for(config.device, config.dtype, config.dist_timeout) as runtime:
+    runtime_context = runtime_for(config.device, config.dtype, config.dist_timeout)
+    with runtime_context as runtime, contextlib.ExitStack() as held:
+        lock = lock_existing_run_dir(out_dir, runtime)
+        if lock is not None:
+            held.callback(lock.release)
         console = Console(enabled=runtime.is_main)
         for note in notes:
             console.print(note)
@@ -178,17 +215,16 @@ def run_training(args: TrainArgs) -> None:
         if runtime.is_main:
             runtime.barrier()
         trainer = Trainer(config, runtime, data, console=console, checkpoint=checkpoint)
-        lock = claim_run_dir(out_dir, checkpoint is None, args.overwrite, runtime)
+        claimed = claim_run_dir(out_dir, checkpoint is None, args.overwrite, runtime, lock)
+        if claimed is not None and claimed is not lock:
+            held.callback(claimed.release)
         try:
             _train(args, trainer, checkpoint, runtime, console)
         except TrainingInterrupted as e:
             resume = resume_command(args, out_dir, runtime.world_size)
             raise TrainingInterrupted(e.signum, e.checkpoint, resume) from None
-        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop (the exact pass)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop (exact pass)
             raise QuitNow(out_dir) from None
-        finally:
-            if lock is not None:
-                lock.release()
 
 
 def _train(
