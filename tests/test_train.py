@@ -545,3 +545,32 @@ def test_weights_that_do_not_fit_the_model_are_one_line_on_resume(
     assert train.main(tiny_argv("--resume")) == 1
     err = capsys.readouterr().err
     assert "do not fit" in err and "ln_f.weight" in err and err.count("\n") == 1
+
+
+def test_ctrl_c_in_the_final_exact_pass_says_what_was_saved(tiny_argv, monkeypatch, capsys):
+    import training.run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.run, "exact_loss", interrupted)
+    assert train.main(tiny_argv("--max_iters", "20")) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "last.pt holds iteration 20" in err
+
+
+def test_a_tensorboard_write_that_fails_is_one_warning_and_training_goes_on(tmp_path, capsys):
+    from training.logger import TensorBoardLogger
+
+    logger = TensorBoardLogger(tmp_path)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "events"))
+
+    logger.writer.add_scalar = disk_full
+    logger.scalar("loss/val", 1.0, 0)
+    logger.scalar("loss/val", 0.5, 1)  # no second warning, no exception
+    logger.flush()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk full" in err and "training goes on" in err
+    assert not logger.active
