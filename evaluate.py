@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from checkpoint import load_checkpoint, restore_model
 from data import DataError, load_dataset
-from infra.checkpoint import load_checkpoint, restore_model
 from infra.cli import option, parse_into, read_text_file
-from infra.device import resolve_device
+from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
 from model.scoring import bits_and_perplexity, check_stride, exact_loss
 
@@ -70,7 +70,8 @@ def evaluate(argv: list[str] | None = None) -> int:
     def progress(batches):
         return tqdm(batches, desc="scoring", unit="batch", disable=not sys.stderr.isatty())
 
-    nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
+    with inference_autocast(device):
+        nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
     if not math.isfinite(nats):
         raise UserError(f"the model's loss on {name} is {nats}: its logits are NaN or infinite")
     bits, perplexity = bits_and_perplexity(nats)
@@ -82,14 +83,12 @@ def evaluate(argv: list[str] | None = None) -> int:
     print(f"  loss        {nats:.4f} nats per character")
     print(f"  bits        {bits:.4f} per character")
     print(f"  perplexity  {perplexity:.3f}")
-    estimate = checkpoint.get("eval_losses")
+    estimate = checkpoint["eval_losses"]
     if estimate and options.text_file is None:
         print(
             f"  the trainer's estimate at iteration {estimate['iter']}: {options.split} loss "
             f"{estimate[options.split]:.4f} (random windows)"
         )
-    elif options.text_file is None:
-        print("  the trainer's estimate: not recorded in this checkpoint (an older one)")
     return 0
 
 

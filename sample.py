@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from infra.checkpoint import load_model
+from checkpoint import load_model
 from infra.cli import option, parse_into, read_text_file
-from infra.device import resolve_device, resolve_dtype
+from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
 from infra.figures import attention_figure
 from model import generate_tokens
@@ -108,9 +108,7 @@ def sample(argv: list[str] | None = None) -> int:
         except OSError as e:
             raise UserError(f"cannot write {options.attention}: {e.strerror}") from None
     stream = sys.stdout.isatty() if options.stream is None else options.stream
-    # bf16 on GPUs; fp32 on CPUs, so that a seed gives the same text on every CPU
-    dtype = resolve_dtype("auto", device) if device.type != "cpu" else torch.float32
-    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    autocast = inference_autocast(device)
     generator = torch.Generator(device=device).manual_seed(options.seed)
     idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     for i in range(options.num_samples):

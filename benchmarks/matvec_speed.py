@@ -8,7 +8,7 @@ fast the weights stream through a matrix-vector product. This times one pass ove
 weights (random, fp32), in the model's order, several ways:
 - `F.linear` on one row, as `GPT.forward` runs it;
 - `torch.mv`;
-- `PackedLinear` (model/decode.py): the weight cut into one piece per thread, as the Decoder runs
+- `PackedLinear` (model/packed.py): the weight cut into one piece per thread, as the cached step
   it;
 - a row sum of each weight, `W.sum(-1)`: the same bytes read by one of torch's own reductions, with
   no matrix product: a reference for how fast a product could read them.
@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from infra.cli import option, parse_into
 from infra.errors import run_main
 from model import GPT, GPTConfig
-from model.decode import PackedLinear, default_pieces
+from model.packed import PackedLinear, threads
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         for layer in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)
     ]
     rows = {n: torch.randn(1, n) for n in {layer.in_features for layer in linears}}
-    pieces = default_pieces(torch.device("cpu"))
+    pieces = threads()
     packed = [PackedLinear(layer, pieces) for layer in linears]
     weights = [layer.weight for layer in linears]
     megabytes = sum(w.numel() * w.element_size() for w in weights) / 1e6
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     ways = {
         "F.linear, one row (GPT.forward)": lambda: [F.linear(rows[w.size(1)], w) for w in weights],
         "torch.mv": lambda: [torch.mv(w, rows[w.size(1)][0]) for w in weights],
-        f"PackedLinear, {pieces} pieces (Decoder)": lambda: [
+        f"PackedLinear, {pieces} pieces (the cached step)": lambda: [
             p(rows[p.pieces.size(2)]) for p in packed
         ],
         "row sums W.sum(-1), no product": lambda: [w.sum(-1) for w in weights],
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CPU capability: {torch.backends.cpu.get_cpu_capability()}")
     print(
         f"{len(weights)} weights of {config.n_layer} blocks, {config.n_embd} channels: "
-        f"{megabytes:.1f} MB in fp32; oneDNN off, as in the Decoder's fp32 step"
+        f"{megabytes:.1f} MB in fp32; oneDNN off, as in the cached fp32 step"
     )
     torch.backends.mkldnn.enabled = False
     times: dict[str, list[float]] = {name: [] for name in ways}

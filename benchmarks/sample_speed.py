@@ -5,8 +5,8 @@
 
 Prints one row per batch size: the cached and the plain (full forward per character) speeds and
 their ratio, for --new characters from a one-character prompt, sampled at temperature 1. Then the
-time of one cached step at batch 1 two ways, to show what packing the weights (model/decode.py)
-buys: GPT.forward with the cache and whole weights, and the Decoder as generation builds it.
+time of one cached step at batch 1 two ways, to show what packing the weights (model/packed.py)
+buys: GPT.forward with the cache and whole weights, and the packed copy generation steps on.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import torch
 from common import machine_line
 
-from infra.checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
+from checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
 from infra.cli import option, parse_into
 from infra.device import resolve_device, synchronize
 from infra.errors import run_main
 from model import GPT, GPTConfig, KVCache, generate
-from model.decode import Decoder, default_pieces
+from model.packed import one_token_step, pack_linears, threads
 
 
 @dataclass(frozen=True)
@@ -98,11 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     for batch in args.batch:
         cached, plain = chars_per_second(model, batch, args.new, args.repeats)
         print(f"{batch:>5} | {cached:>18,.0f} | {plain:>18,.0f} | {cached / plain:6.1f}x")
-    decoder = Decoder(model)  # as generation builds it
+    packed = pack_linears(model)  # as generation builds it on the CPU
     ways = {
         "GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache),
-        f"Decoder: {decoder.packed} of {4 * c.n_layer} weights in {default_pieces(device)} "
-        "pieces": decoder.step,
+        f"packed: {packed.packed} of {4 * c.n_layer} weights in {threads()} pieces": (
+            lambda t, cache: one_token_step(packed, t, cache)
+        ),
     }
     filled = c.block_size // 2  # the window's fill right after a jump
     print(f"one cached step at batch 1, position {filled} on:")

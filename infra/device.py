@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -102,6 +101,18 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def inference_dtype(device: torch.device) -> torch.dtype:
+    """The precision sampling and evaluation run in: fp32 on a CPU, so that a seed gives the same
+    text on every CPU whatever its bf16 support; on a GPU what auto trains in (bf16, else fp16)."""
+    return torch.float32 if device.type == "cpu" else resolve_dtype("auto", device)
+
+
+def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to inference_dtype on device (nothing in fp32)."""
+    dtype = inference_dtype(device)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
 def explain_dtype(name: str, device: torch.device, dtype: torch.dtype) -> str:
     """Why `name` became `dtype` here, for the start-up line. auto is bf16 autocast on CUDA that
     supports it (fp16 with a gradient scaler on older CUDA), bf16 on a CPU with native bf16,
@@ -162,18 +173,6 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-# How gloo, NCCL and DDP say that another process stopped answering or went away.
-PEERS_LOST = ("Timed out", "timed out", "timeout", "Connection closed", "Connection reset")
-
-
-def lost_peers(error: RuntimeError) -> bool:
-    return isinstance(error, dist.DistError) or any(words in str(error) for words in PEERS_LOST)
-
-
-class PeersLost(UserError):
-    """Under torchrun, the other processes did not answer within the process group's timeout."""
-
-
 def setup_runtime(
     device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT
 ) -> Runtime:
@@ -214,47 +213,3 @@ def setup_runtime(
 def teardown_runtime() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-class CoordinatedStop(Exception):
-    """Raised by every rank at the same point (an interrupt, a non-finite loss), so all of them can
-    still meet at a barrier on the way out."""
-
-
-@contextlib.contextmanager
-def runtime_for(
-    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT
-) -> Iterator[Runtime]:
-    """setup_runtime, and on the way out a barrier, then the process group's teardown. Without the
-    barrier a rank that finishes first can close the group while another is still using it (gloo
-    then aborts the process). The barrier is skipped when only this rank failed: it would wait for
-    ranks that are not coming."""
-    runtime = setup_runtime(device, dtype, timeout)
-    try:
-        yield runtime
-        runtime.barrier()
-    except CoordinatedStop:
-        runtime.barrier()
-        raise
-    except RuntimeError as e:  # gloo and DDP report a silent peer as a RuntimeError
-        if not runtime.distributed or not lost_peers(e):
-            raise
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise PeersLost(
-            f"the other processes stopped answering (waited up to {timeout:g} s, dist_timeout; "
-            f"{reason}); the last checkpoint is whole: resume the job from it"
-        ) from None
-    finally:
-        teardown_runtime()
-
-
-# Dense bf16/fp16 tensor-core peaks (FLOP/s) from NVIDIA's data sheets, for MFU.
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12}
-
-
-def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
-    """The GPU's peak FLOP/s at dtype, where known (for MFU); None on CPUs and unknown GPUs."""
-    if device.type != "cuda" or dtype == torch.float32:
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_FLOPS.items() if key in name), None)

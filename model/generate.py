@@ -22,9 +22,9 @@ from collections.abc import Iterator
 import torch
 from torch.nn import functional as F
 
-from model.decode import Decoder
 from model.gpt import GPT
 from model.kv_cache import KVCache
+from model.packed import one_token_step, pack_linears
 
 
 def window_start(length: int, previous_start: int | None, block_size: int) -> int:
@@ -71,12 +71,14 @@ def sample_next_token(
 class Stepper:
     """The logits for the next token of a growing sequence, with or without a cache: it keeps the
     context window's start and, when caching, the window's keys and values. A window's first pass
-    is GPT.forward over all of it; each token after that is one Decoder step."""
+    is GPT.forward over all of it; each token after that is one position's forward pass, on the
+    CPU through a copy of the model packed for matrix-vector products (model/packed.py)."""
 
     def __init__(self, model: GPT, use_kv_cache: bool) -> None:
         self.model = model
         self.use_kv_cache = use_kv_cache
-        self.decoder = Decoder(model) if use_kv_cache else None
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        self.step_model = pack_linears(model) if use_kv_cache and on_cpu else model
         self.start: int | None = None
         self.cache: KVCache | None = None
 
@@ -92,7 +94,7 @@ class Stepper:
             self.cache = KVCache(self.model.config.n_layer, block_size)
             logits, _ = self.model(idx[:, self.start :], kv_cache=self.cache)
         else:  # only the newest token is not cached yet
-            return self.decoder.step(idx[:, -1], self.cache)
+            return one_token_step(self.step_model, idx[:, -1], self.cache)
         return logits[:, -1, :]
 
 

@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data import CharTokenizer, PreparedData, get_batch
-from infra.device import runtime_for
 from training.config import TrainConfig
+from training.stopping import runtime_for
 from training.trainer import Trainer
 
 BATCH, BLOCK, STEPS = 16, 16, 3

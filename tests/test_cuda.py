@@ -21,7 +21,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import evaluate
 import sample
 import train
-from infra.checkpoint import load_checkpoint
+from checkpoint import load_checkpoint
 from infra.device import setup_runtime
 from model import GPT, GPTConfig, generate
 from model.gpt import causal_attention_math, causal_attention_sdpa

@@ -16,7 +16,7 @@ import torch
 from helpers import ROOT, flags, run, torchrun
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from infra.checkpoint import load_checkpoint
+from checkpoint import load_checkpoint
 from infra.device import Runtime
 from training.trainer import Trainer
 

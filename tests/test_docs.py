@@ -78,7 +78,7 @@ def test_the_readmes_python_example_runs_on_a_real_checkpoint(tiny_run):
 
 @pytest.mark.parametrize("name", ["last.pt", None])
 def test_load_model_takes_a_checkpoint_file_or_a_run_directory(tiny_run, name):
-    from infra.checkpoint import load_checkpoint, load_model
+    from checkpoint import load_checkpoint, load_model
 
     path = tiny_run / name if name else tiny_run
     model, tokenizer = load_model(path)

@@ -155,8 +155,8 @@ def test_muon_follows_the_same_schedule_as_adamw(tiny_config, shakespeare):
     config = tiny_config(optimizer="muon", learning_rate=1e-3, min_lr=1e-4, muon_lr=0.05)
     optimizers = Trainer(config, cpu(), shakespeare).optimizers
     for it in (0, config.warmup_iters, config.max_iters - 1):
-        lr = get_lr(it, config)
-        set_learning_rates(optimizers, lr, config)
+        lr = get_lr(it, config.schedule)
+        set_learning_rates(optimizers, lr, config.muon_lr / config.learning_rate)
         adamw, muon = (o.param_groups[0]["lr"] for o in optimizers)
         assert adamw == lr
         assert muon == pytest.approx(0.05 * lr / 1e-3)

@@ -220,7 +220,7 @@ def test_weights_that_are_nan_or_infinite_are_named_by_sample_and_evaluate(
     tiny_run, tmp_path, capsys, poison
 ):
     import evaluate
-    from infra.checkpoint import load_checkpoint, save_checkpoint
+    from checkpoint import load_checkpoint, save_checkpoint
 
     checkpoint = load_checkpoint(tiny_run / "last.pt")
     checkpoint["model"]["transformer.h.0.mlp.c_fc.weight"][0, 0] = poison

@@ -21,7 +21,7 @@ from helpers import ROOT, flags, run
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
-from infra.checkpoint import load_checkpoint, save_checkpoint
+from checkpoint import load_checkpoint, save_checkpoint
 from infra.device import Runtime
 from infra.files import RunDirError
 from training.config import parse_args
@@ -172,26 +172,33 @@ def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys)
     assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
 
 
+def bare_checkpoint(weight: torch.Tensor, iter_num: int) -> dict:
+    """A checkpoint of the current layout around one tensor, for tests of the files alone."""
+    from checkpoint import new_checkpoint
+
+    return new_checkpoint(
+        model={"w": weight}, model_args={}, optimizer=[], scaler={}, iter_num=iter_num,
+        best_val_loss=math.inf, eval_losses={}, config={}, vocab=[], rng=[],
+    )  # fmt: skip
+
+
 def test_crash_during_checkpoint_write_leaves_previous_checkpoint_loadable(tmp_path):
     """A process that dies (os._exit, no cleanup) halfway through writing last.pt."""
     path = tmp_path / "last.pt"
-    save_checkpoint(
-        {"model": {"w": torch.ones(3)}, "model_args": {}, "config": {}, "vocab": [], "iter_num": 1},
-        path,
-    )
+    save_checkpoint(bare_checkpoint(torch.ones(3), 1), path)
     script = textwrap.dedent(f"""
         import os, sys
-        sys.path.insert(0, {str(ROOT)!r})
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "tests")!r}]
         import torch
-        import infra.checkpoint as checkpoint
+        import checkpoint
+        from test_train import bare_checkpoint
 
         real_write_bytes = checkpoint.Path.write_bytes
         def dies_mid_write(self, data):
             real_write_bytes(self, data[: len(data) // 2])
             os._exit(3)  # the machine loses power here, half the bytes written
         checkpoint.Path.write_bytes = dies_mid_write
-        state = {{"model": {{"w": torch.zeros(1000)}}, "model_args": {{}}, "config": {{}},
-                 "vocab": [], "iter_num": 2}}
+        state = bare_checkpoint(torch.zeros(1000), 2)
         checkpoint.save_checkpoint(state, checkpoint.Path({str(path)!r}))
     """)
     result = run([sys.executable, "-c", script], timeout=60)
@@ -305,7 +312,7 @@ def test_a_live_run_owns_its_directory_and_a_killed_one_does_not_block_the_next(
     """Real processes: a second train.py on a live run's out_dir (even with --overwrite) refuses
     at once, naming the directory and the owner's pid, and changes nothing; once the owner is
     killed with SIGKILL (no clean-up at all), the next run takes the directory over."""
-    forever = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
+    forever = tiny_argv("--max_iters", "100000", "--eval_interval", "5", "--log_interval", "5")
     owner = start_training(forever)
     run_dir = tmp_path / "run"
     try:
@@ -509,7 +516,7 @@ def test_a_failure_between_the_two_checkpoint_writes_leaves_best_the_newer(
     """A full disk (a fault injected into the write of last.pt, after best.pt) at the second
     evaluation: best.pt holds the newer, better model, readers get it, and the resumed run keeps
     its loss as the one to beat."""
-    import infra.checkpoint as checkpoint_files
+    import checkpoint as checkpoint_files
 
     real_write = checkpoint_files.write_atomic
     state = {"evaluations": 0}
@@ -517,7 +524,7 @@ def test_a_failure_between_the_two_checkpoint_writes_leaves_best_the_newer(
     def disk_full_at_the_second_last_pt(path, write):
         if path.name == "last.pt":
             state["evaluations"] += 1
-            if state["evaluations"] == 2:
+            if state["evaluations"] == 2:  # at iteration 10
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real_write(path, write)
 
@@ -527,7 +534,7 @@ def test_a_failure_between_the_two_checkpoint_writes_leaves_best_the_newer(
     monkeypatch.setattr(checkpoint_files, "write_atomic", real_write)
     run_dir = tmp_path / "run"
     best, last = load_checkpoint(run_dir / "best.pt"), load_checkpoint(run_dir / "last.pt")
-    assert (best["iter_num"], last["iter_num"]) == (5, 0)
+    assert (best["iter_num"], last["iter_num"]) == (10, 5)
     assert best["best_val_loss"] < last["best_val_loss"]
     assert train.main(tiny_argv("--resume")) == 0
     assert "newer than" in capsys.readouterr().out
@@ -574,3 +581,32 @@ def test_a_tensorboard_write_that_fails_is_one_warning_and_training_goes_on(tmp_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk full" in err and "training goes on" in err
     assert not logger.active
+
+
+FIXTURE_V1 = ROOT / "tests" / "fixtures" / "checkpoint_v1.pt"  # written by train.py at 567c75e
+
+
+def test_a_checkpoint_of_the_previous_format_samples_and_resumes(tiny_argv, tmp_path):
+    """tests/fixtures/checkpoint_v1.pt was written by the code before format 2 (a 1-layer,
+    16-channel tiny.yaml run with Muon, 4 iterations). It loads, upgraded; it resumes."""
+    from checkpoint import CHECKPOINT_VERSION, load_checkpoint, load_model
+
+    raw = torch.load(FIXTURE_V1, weights_only=True)
+    assert raw["format_version"] == 1
+    upgraded = load_checkpoint(FIXTURE_V1)
+    assert upgraded["format_version"] == CHECKPOINT_VERSION == 2
+    model, tokenizer = load_model(FIXTURE_V1)
+    assert tokenizer.vocab_size == 65 and model.config.n_embd == 16
+    # the layout before Muon: one optimizer's state dict, no eval_losses
+    older = {**raw, "optimizer": raw["optimizer"][0]}
+    del older["eval_losses"]
+    older_path = tmp_path / "older.pt"
+    torch.save(older, older_path)
+    (state,) = load_checkpoint(older_path)["optimizer"]
+    assert state["param_groups"] == raw["optimizer"][0]["param_groups"]
+    assert load_checkpoint(older_path)["eval_losses"] == {}
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "last.pt").write_bytes(FIXTURE_V1.read_bytes())
+    assert train.main(tiny_argv("--resume", "--max_iters", "6")) == 0
+    assert load_checkpoint(run_dir / "last.pt")["iter_num"] == 6

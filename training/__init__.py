@@ -1,2 +1,5 @@
-"""The training machinery behind train.py: config, runtime policy, schedules, checkpoints, logging
-and the trainer."""
+"""Training, above `model/`, `data/` and `checkpoint/`: the training config (`config`), the trainer
+that saves and restores its own state (`trainer`), optimizers (`optim`), learning-rate schedules
+(`schedule`), loss estimates and views inside the model (`evaluation`), TensorBoard and the
+console (`logger`), random streams (`rng`), stopping every rank together (`stopping`), MFU
+(`mfu`), and the flow of `python train.py` (`run`)."""

@@ -30,7 +30,7 @@ from infra.cli import (
 )
 from infra.device import DEFAULT_DIST_TIMEOUT, DTYPE_NAMES, is_device_name
 from model import GPTConfig
-from training.schedule import LR_SCHEDULES
+from training.schedule import LR_SCHEDULES, Schedule
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "small.yaml"
@@ -172,6 +172,17 @@ class TrainConfig(GPTConfig):
     def decay_end(self) -> int:
         """The iteration where the learning rate reaches min_lr."""
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(
+            self.lr_schedule,
+            self.learning_rate,
+            self.min_lr,
+            self.warmup_iters,
+            self.decay_end,
+            self.cooldown_frac,
+        )
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, **{key: getattr(self, key) for key in MODEL_KEYS})

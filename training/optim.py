@@ -65,12 +65,12 @@ def muon(params: list[Tensor], config: TrainConfig, device: torch.device) -> tor
 
 
 def set_learning_rates(
-    optimizers: list[torch.optim.Optimizer], lr: float, config: TrainConfig
+    optimizers: list[torch.optim.Optimizer], lr: float, muon_scale: float
 ) -> None:
-    """AdamW's groups get lr, the schedule's rate for this step; Muon's get muon_lr scaled by the
-    same schedule (lr / learning_rate), so both warm up and decay together."""
+    """AdamW's groups get lr, the schedule's rate for this step; Muon's get lr * muon_scale
+    (muon_lr / learning_rate), so both warm up and decay together."""
     for optimizer in optimizers:
-        rate = config.muon_lr * lr / config.learning_rate if is_muon(optimizer) else lr
+        rate = lr * muon_scale if is_muon(optimizer) else lr
         for group in optimizer.param_groups:
             group["lr"] = rate
 

@@ -17,8 +17,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
-from data import PreparedData, load_dataset
-from infra.checkpoint import (
+from checkpoint import (
     BEST,
     LAST,
     CheckpointError,
@@ -26,14 +25,15 @@ from infra.checkpoint import (
     remove_stale_temporaries,
     resolve_checkpoint_path,
 )
-from infra.device import Runtime, launched_by_torchrun, runtime_for
+from data import PreparedData, load_dataset
+from infra.device import Runtime, launched_by_torchrun
 from infra.errors import UserError
 from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from model.scoring import exact_loss
 from training.config import TrainArgs, TrainConfig, config_for_resume, parse_args
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger
 from training.optim import describe_optimizers
-from training.stopping import TrainingInterrupted
+from training.stopping import TrainingInterrupted, runtime_for
 from training.trainer import Trainer
 
 CONFIG_FILE = "config.yaml"

@@ -15,13 +15,14 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
 from data import DataError, PreparedData, get_batch
-from infra.checkpoint import BEST, LAST, load_weights, save_checkpoint
-from infra.device import Runtime, peak_flops
+from infra.device import Runtime
 from model import GPT
 from training.config import ConfigError, TrainConfig
 from training.evaluation import estimate_loss, log_inside_the_model, probe_tokens, sample_text
 from training.logger import Console, Logger, NullLogger
+from training.mfu import peak_flops
 from training.optim import build_optimizers, set_learning_rates
 from training.rng import all_rng_states, derived_seed, rng_state, set_rng_state
 from training.schedule import get_lr
@@ -117,7 +118,9 @@ class Trainer:
     def train_step(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step over accum_steps micro-batches from batches. Returns the mean loss and
         the gradient norm before clipping, as tensors: reading them would wait for the GPU."""
-        set_learning_rates(self.optimizers, get_lr(self.iter_num, self.config), self.config)
+        cfg = self.config
+        lr = get_lr(self.iter_num, cfg.schedule)
+        set_learning_rates(self.optimizers, lr, muon_scale=cfg.muon_lr / cfg.learning_rate)
         # Gradients are cleared here rather than after the step, so that an evaluation between
         # steps can still show the last update's gradients (histograms in TensorBoard).
         for optimizer in self.optimizers:
@@ -158,18 +161,18 @@ class Trainer:
         self, rng_states: list[dict[str, torch.Tensor | None]] | None = None
     ) -> dict[str, Any]:
         """Everything a run needs to continue exactly: primitives, tensors and state dicts only."""
-        return {
-            "model": self.model.state_dict(),
-            "model_args": asdict(self.model.config),
-            "optimizer": [optimizer.state_dict() for optimizer in self.optimizers],
-            "scaler": self.scaler.state_dict(),
-            "iter_num": self.iter_num,
-            "best_val_loss": self.best_val_loss,
-            "eval_losses": self.eval_losses,
-            "config": self.config.to_dict(),
-            "vocab": list(self.data.tokenizer.chars),
-            "rng": rng_states or [rng_state(self.runtime.device, self.batch_generator)],
-        }
+        return new_checkpoint(
+            model=self.model.state_dict(),
+            model_args=asdict(self.model.config),
+            optimizer=[optimizer.state_dict() for optimizer in self.optimizers],
+            scaler=self.scaler.state_dict(),
+            iter_num=self.iter_num,
+            best_val_loss=self.best_val_loss,
+            eval_losses=self.eval_losses,
+            config=self.config.to_dict(),
+            vocab=list(self.data.tokenizer.chars),
+            rng=rng_states or [rng_state(self.runtime.device, self.batch_generator)],
+        )
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
         rt = self.runtime
@@ -181,7 +184,6 @@ class Trainer:
         load_weights(self.model, checkpoint["model"])
         # keep this machine's kernel choice (fused, foreach), not the one the checkpoint was made on
         saved = checkpoint["optimizer"]
-        saved = [saved] if isinstance(saved, dict) else saved  # one AdamW, before Muon
         if len(saved) != len(self.optimizers):
             raise DataError(
                 f"the checkpoint holds the state of {len(saved)} optimizer(s), this run has "
@@ -194,11 +196,11 @@ class Trainer:
             optimizer.load_state_dict(state)
             for group, chosen in zip(optimizer.param_groups, kernels, strict=True):
                 group.update(chosen)
-        if checkpoint.get("scaler"):
+        if checkpoint["scaler"]:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.iter_num = checkpoint["iter_num"]
         self.best_val_loss = checkpoint["best_val_loss"]
-        self.eval_losses = checkpoint.get("eval_losses", {})  # absent from older checkpoints
+        self.eval_losses = checkpoint["eval_losses"]
         rng_states = checkpoint["rng"]
         if len(rng_states) == rt.world_size:
             set_rng_state(rng_states[rt.rank], rt.device, self.batch_generator)
@@ -260,6 +262,11 @@ class Trainer:
         self._tokens_since_log = 0
 
     def evaluate_and_checkpoint(self) -> None:
+        """Estimate the losses and log them; then, past iteration 0, a sample, the views inside
+        the model, and the checkpoint. Iteration 0 is the curve's first point (an untrained
+        model's loss, near ln(vocab_size)) and no more: its sample is noise, its attention
+        uniform, and a checkpoint of the random initial weights holds nothing the seed does
+        not."""
         rt, cfg = self.runtime, self.config
         losses = estimate_loss(self.model, self.compiled_model, self.data, cfg, rt)
         step = self.iter_num
@@ -271,14 +278,17 @@ class Trainer:
         self.logger.scalar("loss/train", losses["train"], step)
         self.logger.scalar("loss/val", losses["val"], step)
         self.eval_losses = {"iter": step, **losses}
+        self.best_val_loss = min(self.best_val_loss, losses["val"]) if step else math.inf
+        if step == 0:
+            self.logger.flush()
+            self._restart_clock()
+            return
         if cfg.sample_chars and rt.is_main:
             text = sample_text(self.model, self.data.tokenizer, cfg.sample_chars, cfg.seed, rt)
             self.logger.text("sample", text, step)
         if cfg.inspect and self.logger.active:
             log_inside_the_model(self.logger, self.model, self.probe, self.data.tokenizer, step)
-        improved = losses["val"] < self.best_val_loss
-        self.best_val_loss = min(self.best_val_loss, losses["val"])
-        self.save(best=improved)
+        self.save(best=self.best_val_loss == losses["val"])
         self.logger.flush()
         self._restart_clock()
 

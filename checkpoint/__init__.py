@@ -1,14 +1,21 @@
-"""Checkpoints that survive a crash, and that `torch.load(..., weights_only=True)` can read.
+"""The checkpoint: what it holds, its file names, its one writer and its one reader.
 
-A checkpoint holds only primitives, tensors and state dicts. It is written to a temporary file and
-renamed into place, so a crash mid-write leaves the previous checkpoint whole.
+A checkpoint holds only primitives, tensors and state dicts, so `torch.load(..., weights_only=True)`
+reads it. It is written to a temporary file and renamed into place, so a crash mid-write leaves the
+previous checkpoint whole. A run directory holds `last.pt` (every evaluation: where a resume
+continues) and `best.pt` (whenever the validation loss improved: what sampling reads).
+
+The reader takes a file or a run directory and upgrades every older layout this code accepts to
+the current one (`upgrade`), so nothing above it needs a branch for an older checkpoint. Rebuilding
+the model and its tokenizer from a checkpoint lives here too: this package stands on `model/` and
+`data/`, below `training/` and the scripts.
 """
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -17,9 +24,56 @@ from infra.errors import UserError
 from infra.files import TEMPORARY_SUFFIX, write_atomic
 from model import GPT, GPTConfig
 
-CHECKPOINT_VERSION = 1
+# 2: the optimizers are a list (AdamW, then Muon when used) and eval_losses is always present.
+CHECKPOINT_VERSION = 2
 LAST = "last.pt"  # written at every evaluation: where a resume continues
 BEST = "best.pt"  # written when the validation loss improved: what sampling reads by default
+
+
+class Checkpoint(TypedDict):
+    """Everything a run needs to continue exactly, and a reader needs to rebuild the model."""
+
+    format_version: int  # CHECKPOINT_VERSION when written
+    model: dict[str, torch.Tensor]  # the GPT's state dict (GPT-2 names)
+    model_args: dict[str, Any]  # GPTConfig's fields
+    optimizer: list[dict[str, Any]]  # each optimizer's state dict, in build order
+    scaler: dict[str, Any]  # the fp16 gradient scaler's state (empty when off)
+    iter_num: int  # optimizer steps taken
+    best_val_loss: float  # the lowest validation estimate so far
+    eval_losses: dict[str, float]  # the latest evaluation: {"iter", "train", "val"}, or {}
+    config: dict[str, Any]  # the run's resolved TrainConfig, as its keys
+    vocab: list[str]  # the tokenizer's characters, in id order
+    rng: list[dict[str, torch.Tensor | None]]  # every rank's random streams, in rank order
+
+
+FIELDS = tuple(Checkpoint.__annotations__)
+
+
+def new_checkpoint(**fields: Any) -> Checkpoint:
+    """A checkpoint of the current layout; every field named, none missing or unknown."""
+    fields = {"format_version": CHECKPOINT_VERSION, **fields}
+    if set(fields) != set(FIELDS):
+        missing, extra = set(FIELDS) - set(fields), set(fields) - set(FIELDS)
+        raise TypeError(f"checkpoint fields: missing {sorted(missing)}, unknown {sorted(extra)}")
+    return Checkpoint(**fields)
+
+
+def upgrade(raw: dict[str, Any]) -> Checkpoint:
+    """A checkpoint of any layout this code accepts, as the current one. Version 1 held one
+    optimizer's state dict (AdamW alone) rather than a list, and could lack eval_losses."""
+    checkpoint = dict(raw)
+    if checkpoint["format_version"] == 1:
+        if isinstance(checkpoint["optimizer"], dict):
+            checkpoint["optimizer"] = [checkpoint["optimizer"]]
+        checkpoint.setdefault("eval_losses", {})
+        checkpoint.setdefault("scaler", {})
+        checkpoint["format_version"] = 2
+    missing = [key for key in FIELDS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"a checkpoint without {', '.join(missing)}: not one of train.py's")
+    return Checkpoint(**{key: checkpoint[key] for key in FIELDS})
+
+
 REQUIRED_KEYS = ("format_version", "model", "model_args", "config", "vocab", "iter_num")
 
 
@@ -34,8 +88,8 @@ def serialize(checkpoint: dict[str, Any]) -> bytes:
 
 
 def save_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
-    """Serialize once and write atomically to each path (last.pt, and best.pt when it improved)."""
-    payload = serialize({"format_version": CHECKPOINT_VERSION, **checkpoint})
+    """The one writer: serialize once and write atomically to each path, in order."""
+    payload = serialize({**checkpoint, "format_version": CHECKPOINT_VERSION})
     for path in paths:
         write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
@@ -63,9 +117,10 @@ def resolve_checkpoint_path(path: str | Path, names: tuple[str, ...] = (BEST, LA
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint file, or a run directory's (its best.pt, else last.pt), with
-    weights_only=True; anything wrong is a one-line CheckpointError."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """The one reader: a checkpoint file, or a run directory's (its best.pt, else last.pt), read
+    with weights_only=True and upgraded to the current layout; anything wrong is a one-line
+    CheckpointError."""
     path = resolve_checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
@@ -83,7 +138,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path} has checkpoint format {checkpoint['format_version']}; this code reads up to "
             f"{CHECKPOINT_VERSION}: update the code"
         )
-    return checkpoint
+    return upgrade(checkpoint)
 
 
 def restore_model(

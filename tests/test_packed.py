@@ -1,5 +1,5 @@
-"""The cached one-token step against the model's forward pass over the whole sequence, and the
-packed matrix product against F.linear."""
+"""The cached one-token step on the packed copy against the model's forward pass over the whole
+sequence, and the packed matrix product against F.linear."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from model import GPT, GPTConfig, KVCache
-from model.decode import Decoder, PackedLinear
+from model.packed import PackedLinear, one_token_step, pack_linears
 
 BLOCK = 16
 
@@ -71,28 +71,28 @@ def randomise(model: GPT) -> None:
     ],
     ids=["learned", "bias", "rope", "math", "rope-math-bias"],
 )
-def test_decoder_step_equals_the_model_forward_at_every_position(pieces, overrides):
+def test_packed_step_equals_the_model_forward_at_every_position(pieces, overrides):
     """Independent of the cache: each step's logits are model(tokens so far)[:, -1], from the
     first decoded position to the last one the window holds."""
     torch.manual_seed(0)
     model = GPT(config(**overrides)).eval()
     randomise(model)
-    decoder = Decoder(model, pieces=pieces, min_packed=0)  # these weights are small: pack anyway
-    assert decoder.packed == (4 * model.config.n_layer if pieces > 1 else 0)
+    packed = pack_linears(model, pieces=pieces, min_packed=0)  # small weights: pack anyway
+    assert packed.packed == (4 * model.config.n_layer if pieces > 1 else 0)
     tokens = torch.randint(0, 65, (2, BLOCK))
     cache = KVCache(model.config.n_layer, BLOCK)
     with torch.no_grad():
         model(tokens[:, :3], kv_cache=cache)  # the window's first pass fills positions 0..2
         for t in range(3, BLOCK):
-            logits = decoder.step(tokens[:, t], cache)
+            logits = one_token_step(packed, tokens[:, t], cache)
             expected = model(tokens[:, : t + 1])[0][:, -1]
             torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
             assert cache.length == t + 1
 
 
-def test_decoder_packs_only_large_weights_and_shares_every_other_tensor():
+def test_packed_step_packs_only_large_weights_and_shares_every_other_tensor():
     model = GPT(config(n_embd=256, n_head=4)).eval()  # 256 x 256 = 65,536 < 2^17 < 4 x 256 x 256
-    block = Decoder(model, pieces=2).model.transformer.h[0]
+    block = pack_linears(model, pieces=2).transformer.h[0]
     assert isinstance(block.attn.c_attn, PackedLinear) and isinstance(block.mlp.c_fc, PackedLinear)
     assert isinstance(block.mlp.c_proj, PackedLinear)
     assert not isinstance(block.attn.c_proj, PackedLinear)
@@ -101,14 +101,14 @@ def test_decoder_packs_only_large_weights_and_shares_every_other_tensor():
     assert block.ln_1.weight is model.transformer.h[0].ln_1.weight
 
 
-def test_decoder_refuses_a_full_cache():
+def test_packed_step_refuses_a_full_cache():
     model = GPT(config()).eval()
     cache = KVCache(model.config.n_layer, BLOCK)
     onednn = torch.backends.mkldnn.enabled
     with torch.no_grad():
         model(torch.zeros(1, BLOCK, dtype=torch.long), kv_cache=cache)
         with pytest.raises(ValueError, match=f"longer than block_size {BLOCK}"):
-            Decoder(model).step(torch.zeros(1, dtype=torch.long), cache)
+            one_token_step(pack_linears(model), torch.zeros(1, dtype=torch.long), cache)
     assert torch.backends.mkldnn.enabled is onednn  # the step turns oneDNN off only while it runs
 
 
@@ -126,20 +126,20 @@ class RecordOneDNN(nn.Module):
 
 @pytest.mark.parametrize("onednn", [True, False])
 @pytest.mark.parametrize("autocast", [False, True])
-def test_decoder_step_turns_onednn_off_in_fp32_only_and_restores_it(onednn, autocast, monkeypatch):
+def test_packed_step_turns_onednn_off_in_fp32_only_and_restores_it(onednn, autocast, monkeypatch):
     monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)  # restored after the test
     model = GPT(config()).eval()
-    decoder = Decoder(model)
-    decoder.model.lm_head = recorder = RecordOneDNN(decoder.model.lm_head)
+    packed = pack_linears(model)
+    packed.lm_head = recorder = RecordOneDNN(packed.lm_head)
     cache = KVCache(model.config.n_layer, BLOCK)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
         model(torch.zeros(1, 3, dtype=torch.long), kv_cache=cache)
-        decoder.step(torch.zeros(1, dtype=torch.long), cache)
+        one_token_step(packed, torch.zeros(1, dtype=torch.long), cache)
     assert recorder.seen == [onednn and autocast]  # bf16 keeps oneDNN's native kernels
     assert torch.backends.mkldnn.enabled is onednn
 
 
-def test_decoder_under_bf16_autocast_stays_close_to_the_model():
+def test_packed_step_under_bf16_autocast_stays_close_to_the_model():
     """Training samples text under the run's autocast (cpu_fast.yaml: bf16 on the CPU)."""
     torch.manual_seed(0)
     model = GPT(config()).eval()
@@ -147,6 +147,6 @@ def test_decoder_under_bf16_autocast_stays_close_to_the_model():
     cache = KVCache(model.config.n_layer, BLOCK)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model(tokens[:, :7], kv_cache=cache)
-        logits = Decoder(model, pieces=2, min_packed=0).step(tokens[:, 7], cache)
+        logits = one_token_step(pack_linears(model, pieces=2, min_packed=0), tokens[:, 7], cache)
         expected = model(tokens)[0][:, -1]
     torch.testing.assert_close(logits.float(), expected.float(), atol=0.05, rtol=0.05)
