@@ -1,12 +1,11 @@
 """The optimizers: which parameters each gets, MuonFP32 against torch.optim.Muon, the
-orthogonalised update, the shared schedule, and exact resume with both optimizers."""
+orthogonalised update and the shared schedule (exact resume with both: tests/test_train.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import train
 from infra.device import Runtime
 from training import optim
 from training.config import ConfigError, config_for_resume
@@ -47,9 +46,12 @@ def test_muon_gets_the_block_matrices_and_adamw_the_rest_each_parameter_once(
     assert "transformer.wte.weight" not in muon_names  # the embedding, tied to the head
 
 
-def test_adamw_alone_gets_every_parameter(tiny_config, shakespeare):
-    (adamw,) = Trainer(tiny_config(optimizer="adamw"), cpu(), shakespeare).optimizers
+def test_adamw_alone_gets_every_parameter_once(tiny_config, shakespeare):
+    trainer = Trainer(tiny_config(optimizer="adamw"), cpu(), shakespeare)
+    (adamw,) = trainer.optimizers
     assert type(adamw) is torch.optim.AdamW
+    held = [id(p) for group in adamw.param_groups for p in group["params"]]
+    assert sorted(held) == sorted(id(p) for p in trainer.model.parameters())  # tied wte once
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -148,7 +150,12 @@ def test_muon_state_moves_between_torch_muon_and_fp32():
     ours = MuonFP32([p], lr=0.02)
     ours.load_state_dict(torch_opt.state_dict())
     assert torch.equal(ours.state[p]["momentum_buffer"], torch_opt.state[p]["momentum_buffer"])
-    torch.optim.Muon([p], lr=0.02).load_state_dict(ours.state_dict())
+    before = ours.state[p]["momentum_buffer"].clone()
+    ours.step()  # the state moves on in MuonFP32 ...
+    back = torch.optim.Muon([p], lr=0.02)
+    back.load_state_dict(ours.state_dict())  # ... and back into torch's Muon
+    assert torch.equal(back.state[p]["momentum_buffer"], ours.state[p]["momentum_buffer"])
+    assert not torch.equal(back.state[p]["momentum_buffer"], before)
 
 
 def test_muon_follows_the_same_schedule_as_adamw(tiny_config, shakespeare):
@@ -175,13 +182,11 @@ def test_muon_settings_are_checked(tiny_config):
         tiny_config(optimizer="sgd")
 
 
-def test_resume_with_muon_matches_uninterrupted_run(tiny_argv, tmp_path):
-    """Both optimizers' states (AdamW's moments, Muon's momentum) survive the checkpoint: stopped
-    at 10 and resumed to 20, the weights are bit for bit those of 20 iterations in one go."""
-    from test_train import RESUME_RUN, assert_same_run
-
-    muon = ("--optimizer", "muon", *RESUME_RUN)
-    assert train.main(tiny_argv(*muon, out="straight")) == 0
-    assert train.main(tiny_argv(*muon, "--max_iters", "10", out="resumed")) == 0
-    assert train.main(tiny_argv("--resume", "--max_iters", "20", out="resumed")) == 0
-    assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+def test_weight_decay_applies_to_matrices_only(tiny_config, shakespeare):
+    trainer = Trainer(tiny_config(), cpu(), shakespeare)
+    decayed, plain = trainer.optimizers[0].param_groups
+    assert decayed["weight_decay"] > 0 and plain["weight_decay"] == 0
+    assert all(p.dim() == 2 for p in decayed["params"])
+    assert all(p.dim() == 1 for p in plain["params"])
+    n_params = sum(p.numel() for g in trainer.optimizers[0].param_groups for p in g["params"])
+    assert n_params == trainer.model.num_params(non_embedding=False)

@@ -210,8 +210,17 @@ def coerce(key: str, value: Any, source: str) -> Any:
 
 
 def build_config(values: dict[str, Any], source: str) -> TrainConfig:
-    """A TrainConfig from defaults updated with values, each checked and coerced."""
-    typed = {key: coerce(key, value, source) for key, value in values.items()}
+    """A TrainConfig from defaults updated with raw values (from YAML or a checkpoint), each
+    coerced to its key's type once, here."""
+    return checked_config(
+        {key: coerce(key, value, source) for key, value in values.items()}, source
+    )
+
+
+def checked_config(typed: dict[str, Any], source: str) -> TrainConfig:
+    """A TrainConfig from values already of their keys' types (a config file's, read by
+    read_config_file, and the command line's, converted by its parser), checked by
+    TrainConfig itself."""
     try:
         return TrainConfig(**typed)
     except ConfigError as e:
@@ -288,7 +297,7 @@ def _config_from(
     values = {**file_values, **cli_values}
     values["out_dir"] = values.get("out_dir") or default_out_dir(config_path, file_values)
     source = str(config_path) if not cli_values else f"{config_path} with the command line"
-    return build_config(values, source)
+    return checked_config(values, source)
 
 
 @dataclass(frozen=True)
