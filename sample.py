@@ -13,14 +13,16 @@ from checkpoint import load_model
 from infra.cli import option, parse_into, read_text_file
 from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
+from infra.explorer import explorer_html
 from infra.figures import attention_figure
 from model import generate_tokens
-from model.attention_maps import attention_maps
+from model.attention_maps import attention_maps, attention_over_text
 
 SEPARATOR = "\n" + "-" * 40
 # Below this, logits divided by the temperature overflow; 0 already means greedy.
 MIN_TEMPERATURE = 1e-3
-ATTENTION_SUFFIXES = (".png",)
+# --attention's suffix chooses: a picture of the prompt, or the explorer over the whole sample
+ATTENTION_SUFFIXES = (".png", ".html")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,9 @@ class SampleOptions:
         True, "keep keys and values; --no_kv_cache recomputes every step (slow)"
     )
     attention: str | None = option(
-        None, "also draw the prompt's attention maps (every layer and head) into this PNG file"
+        None,
+        "also show what every head attends to: FILE.html, an interactive page over the prompt and "
+        "the first sample; FILE.png, a picture over the prompt",
     )
 
     def __post_init__(self) -> None:
@@ -84,8 +88,28 @@ def draw_attention(model, ids: list[int], tokenizer, options: SampleOptions) -> 
     maps = [layer[0] for layer in attention_maps(model, idx)]
     chars = [tokenizer.chars[i] for i in ids]
     title = f"{options.ckpt}: attention over the prompt (rows: queries, columns: keys)"
-    attention_figure(maps, chars, title).savefig(options.attention, dpi=120)
-    print(f"wrote {options.attention}", file=sys.stderr)
+    with writing(options.attention):
+        attention_figure(maps, chars, title).savefig(options.attention, dpi=120)
+
+
+def write_explorer(model, ids: list[int], prompt_length: int, tokenizer, options) -> None:
+    """The attention explorer over the prompt and the first sample, as one HTML page."""
+    with inference_autocast(next(model.parameters()).device):
+        attention = attention_over_text(model, ids)
+    title = f"{options.ckpt}, {len(ids)} characters"
+    page = explorer_html(attention, tokenizer.chars, prompt_length, title)
+    with writing(options.attention):
+        Path(options.attention).write_text(page, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def writing(path: str):
+    """A file that cannot be written is one line; one that was is said on stderr."""
+    try:
+        yield
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def sample(argv: list[str] | None = None) -> int:
@@ -102,11 +126,8 @@ def sample(argv: list[str] | None = None) -> int:
             f"{block_size} (its context)",
             file=sys.stderr,
         )
-    if options.attention is not None:
-        try:
-            draw_attention(model, prompt_ids[-block_size:], tokenizer, options)
-        except OSError as e:
-            raise UserError(f"cannot write {options.attention}: {e.strerror}") from None
+    if options.attention is not None and options.attention.endswith(".png"):
+        draw_attention(model, prompt_ids[-block_size:], tokenizer, options)
     stream = sys.stdout.isatty() if options.stream is None else options.stream
     autocast = inference_autocast(device)
     generator = torch.Generator(device=device).manual_seed(options.seed)
@@ -125,15 +146,18 @@ def sample(argv: list[str] | None = None) -> int:
             generator=generator,
             use_kv_cache=options.kv_cache,
         )
-        text = []
+        text, new_ids = [], []
         with autocast, named_non_finite_logits():
             for token in new_tokens:
                 char = tokenizer.decode(token.tolist())
+                new_ids.append(int(token))
                 if stream:
                     print(char, end="", flush=True)
                 else:
                     text.append(char)
         print("".join(text))
+        if i == 0 and options.attention is not None and options.attention.endswith(".html"):
+            write_explorer(model, prompt_ids + new_ids, len(prompt_ids), tokenizer, options)
     return 0
 
 

@@ -296,7 +296,20 @@ def render_not_adopted(records: list[Record], prefix: str) -> str:
     )
 
 
+def render_explorer(records: list[Record], prefix: str) -> str:
+    record = newest(records, benchmark="explorer_size")
+    if record is None:
+        return "The page's size and time to write: not measured.\n"
+    return (
+        f"For a {record['chars']}-character text on `small.yaml`'s model ({record['model']}), "
+        f"the page is {record['bytes'] / 1e6:.1f} MB and takes "
+        f"{statistics.median(record['seconds']):.1f} s to write, on a 2-core "
+        f"{record['machine']['kind']} ({link(record, prefix)}).\n"
+    )
+
+
 RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
+    "explorer": render_explorer,
     "configs": render_configs,
     "versus-nanogpt": render_versus,
     "small": render_small,
