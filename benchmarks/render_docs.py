@@ -34,7 +34,7 @@ Record = dict[str, Any]
 # What each shipped config is for; its model column is read from the config itself.
 CONFIG_PURPOSE = {
     "small": "the first run: `dtype: auto` (bf16 where native, fp32 elsewhere), Muon",
-    "cpu_fast": "nanoGPT's CPU quality in a third of its time or less",
+    "cpu_fast": "nanoGPT's CPU quality in about a third of its time",
     "nanogpt_cpu": "nanoGPT's CPU recipe, key for key: the baseline",
     "shakespeare_char": "the GPU recipe: nanoGPT's `train_shakespeare_char`",
     "tiny": "tests and smoke runs",
@@ -107,7 +107,7 @@ def configs_cell(records: list[Record], config: str, kind: str, prefix: str) -> 
         wall, nano = median(r["wall"] for r in ours), median(r["wall"] for r in theirs)
         to_target = median(r["seconds_to_target"] for r in ours)
         return (
-            f"val {race['target']} in {number(to_target, '.0f')} s ({number(wall, '.0f')} s in "
+            f"val ≤ {race['target']} in {number(to_target, '.0f')} s ({number(wall, '.0f')} s in "
             f"all); nanoGPT {number(nano, '.0f')} s ({link(race, prefix)})"
         )
     run = newest(records, benchmark="time_to_loss", config=config, extra=[], machine_kind=kind)
@@ -269,8 +269,8 @@ def render_sampling(records: list[Record], prefix: str) -> str:
             cached = median(p["cached_chars_per_sec"] for p in run["pairs"])
             plain = median(p["plain_chars_per_sec"] for p in run["pairs"])
             ratios = [p["cached_chars_per_sec"] / p["plain_chars_per_sec"] for p in run["pairs"]]
-            speedup = spread(ratios, ".1f").replace(" (", "x (").replace(")", "x)")
-            speedup = speedup if "(" in speedup else speedup + "x"
+            low, mid, high = min(ratios), statistics.median(ratios), max(ratios)
+            speedup = f"{mid:.1f}x ({low:.1f}x to {high:.1f}x)"
             pairs = len(run["pairs"])
         rows.append(
             [kind, f"{cached:,.0f}", f"{plain:,.0f}", speedup, str(pairs), link(run, prefix)]

@@ -99,6 +99,8 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
         ("", ["stray"], "unexpected argument 'stray'"),
         ("", ["--dataset", "text"], "data_path: dataset 'text' needs a data_path"),
         ("", ["--max_iters", "50", "--warmup_iters", "100"], "max_iters: must not be less than"),
+        ("", ["--muon_lr", "0"], "muon_lr: must be positive"),
+        ("", ["--optimizer", "sgd"], "optimizer: must be one of"),
     ],
 )
 def test_mistakes_are_one_line_errors_naming_the_key(yaml_text, argv, message, tmp_path):
@@ -190,6 +192,8 @@ def test_resume_keeps_checkpoint_config_and_applies_command_line(tmp_path):
     assert (config.max_iters, config.n_layer, config.out_dir) == (20, 3, str(tmp_path))
     with pytest.raises(ConfigError, match="n_layer cannot change when resuming"):
         config_for_resume(saved, {"n_layer": 4}, tmp_path)
+    with pytest.raises(ConfigError, match="optimizer cannot change when resuming"):
+        config_for_resume(saved, {"optimizer": "muon"}, tmp_path)  # its state is AdamW's
 
 
 def test_a_longer_resume_keeps_the_schedule_that_was_running_and_says_so(tmp_path):
