@@ -616,3 +616,11 @@ def test_a_checkpoint_of_the_previous_format_samples_and_resumes(tiny_argv, tmp_
     (run_dir / "last.pt").write_bytes(FIXTURE_V1.read_bytes())
     assert train.main(tiny_argv("--resume", "--max_iters", "6")) == 0
     assert load_checkpoint(run_dir / "last.pt")["iter_num"] == 6
+
+
+def test_a_run_stopped_between_its_first_two_writes_resumes_from_best(tiny_argv, tmp_path):
+    """A full disk right after the first best.pt (written before last.pt): best.pt continues."""
+    assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5")) == 0
+    (tmp_path / "run" / "last.pt").unlink()
+    assert train.main(tiny_argv("--resume", "--max_iters", "10")) == 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] == 10

@@ -66,7 +66,9 @@ def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
             )
         return config, None, []
     try:
-        path = resolve_checkpoint_path(args.resume, names=(LAST,))
+        # last.pt, or best.pt where a full disk stopped the run between writing the two (best.pt
+        # is written first, so it is then the newer)
+        path = resolve_checkpoint_path(args.resume, names=(LAST, BEST))
     except CheckpointError as e:
         raise CheckpointError(f"nothing to resume: {e}") from None
     checkpoint = load_checkpoint(path, map_location="cpu")
@@ -233,7 +235,7 @@ def _train(
     config, out_dir = trainer.config, trainer.out_dir
     if runtime.is_main:
         resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
-        console.print(f"{'resuming' if checkpoint else 'config'} ({args.config_name}):")
+        console.print(f"resuming {out_dir}:" if checkpoint else f"config ({args.config_name}):")
         console.print("  " + resolved.rstrip().replace("\n", "\n  "))
         write_atomic(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(resolved))
 
