@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from common import machine_line
+from recording import write_record
 
 from checkpoint import load_model
 from infra.cli import option, parse_into
@@ -26,7 +27,6 @@ from infra.errors import ConfigError, run_main
 from infra.explorer import explorer_html
 from model import generate
 from model.attention_maps import attention_over_text
-from records import write_record
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import common  # noqa: F401  (makes the project importable)
+from recording import AVX2, NATIVE_BF16, ROOT, read_records
 
 from infra.cli import option, parse_into
 from infra.errors import UserError, run_main
-from records import AVX2, NATIVE_BF16, ROOT, read_records
 from training.config import parse_args
 
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import machine_line
-from records import write_record
+from recording import write_record
 
 from infra.cli import option, parse_into
 from infra.errors import ConfigError, run_main

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 from common import machine_line
-from records import write_record
+from recording import write_record
 
 from infra.cli import option, parse_into
 from infra.errors import run_main

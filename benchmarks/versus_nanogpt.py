@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common import machine_line
-from records import write_record
+from recording import write_record
 from time_to_loss import HEADER, Run, print_run, run_once
 
 from data.corpus import SHAKESPEARE_CACHE, check_shakespeare

@@ -14,9 +14,8 @@ from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import recording
 import render_docs
-
-import records
 
 README = ROOT / "README.md"
 
@@ -30,14 +29,14 @@ def test_a_changed_record_changes_the_rendered_table(tmp_path, monkeypatch):
     """The check above can fail: one figure changed in a copy of the records changes a table."""
     copy = tmp_path / "records"
     shutil.copytree(ROOT / "records", copy)
-    monkeypatch.setattr(records, "RECORDS_DIR", copy)
+    monkeypatch.setattr(recording, "RECORDS_DIR", copy)
     text = (ROOT / "docs" / "performance.md").read_text()
-    before = render_docs.render(text, records.read_records(), "../")
+    before = render_docs.render(text, recording.read_records(), "../")
     path = next(copy.glob("*sample_cli_speed*avx2*.json"))
     record = json.loads(path.read_text())
     record["summary"]["cached_chars_per_sec"] += 1000
     path.write_text(json.dumps(record))
-    after = render_docs.render(text, records.read_records(), "../")
+    after = render_docs.render(text, recording.read_records(), "../")
     assert before == text and after != text
 
 
