@@ -59,16 +59,6 @@ def median(values: Iterable[float | None]) -> float | None:
     return statistics.median(known) if known else None
 
 
-def spread(values: Iterable[float | None], fmt: str) -> str:
-    known = [v for v in values if v is not None]
-    if not known:
-        return "—"
-    if len(known) == 1:
-        return format(known[0], fmt)
-    mid, low, high = statistics.median(known), min(known), max(known)
-    return f"{mid:{fmt}} ({low:{fmt}} to {high:{fmt}})"
-
-
 def link(record: Record, prefix: str) -> str:
     return f"[{record['date'][:10]}, {record['commit']}]({prefix}{record['file']})"
 
