@@ -1,15 +1,23 @@
-"""The pictures in docs/: the attention explorer's three views, from a trained small.yaml model,
-in headless Chromium (Playwright, Debian's chromium binary). Run from the repository's root:
+"""The pictures in docs/: the attention explorer's three views and TensorBoard's tabs, from a
+trained small.yaml run, in headless Chromium (Playwright, Debian's chromium binary). Run from
+the repository's root:
 
     python docs/make_screenshots.py --ckpt out/small
+
+TensorBoard is served on the run's parent directory (`tensorboard --logdir out`, as the README
+says) and opened as a newcomer first sees it: default settings, a 1280x800 window.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,15 +35,69 @@ class ScreenshotOptions:
     prompt: str = option("ROMEO:", "the prompt")
     new: int = option(200, "characters to generate after it")
     query: int = option(60, "the character pointed at")
+    views: str = option("all", "explorer, tensorboard or all")
+    out: str = option("docs", "where the pictures go")
 
 
-def main(argv: list[str] | None = None) -> None:
-    options = parse_into(ScreenshotOptions, argv, __doc__.split("\n")[0])
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        raise UserError("no chromium on PATH: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
+@contextlib.contextmanager
+def serve_tensorboard(logdir: Path | str) -> Iterator[str]:
+    """TensorBoard on logdir, on a free port, until the block ends; yields its address."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError), socket.create_connection(("localhost", port)):
+                break
+            if server.poll() is not None:
+                raise UserError(f"tensorboard exited with status {server.returncode}")
+            time.sleep(0.1)
+        yield f"http://localhost:{port}"
+    finally:
+        server.terminate()
+        server.wait()
 
+
+def tensorboard_screenshots(browser, run_dir: Path, out: Path) -> list[Path]:
+    """The landing page (TIME SERIES), CUSTOM SCALARS, SCALARS with the loss chart's description
+    opened, and the PROJECTOR, each as TensorBoard first shows it."""
+    shots = []
+    with serve_tensorboard(run_dir.parent) as address:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        # forceSVG: charts drawn as SVG, which headless Chromium's screenshots capture
+        page.goto(f"{address}/?forceSVG=true")
+        page.wait_for_selector("card-view", timeout=60_000)
+        time.sleep(3)  # the charts draw after their cards appear
+        shots.append(out / "tensorboard_time_series.png")
+        page.screenshot(path=shots[-1])
+        page.goto(f"{address}/?forceSVG=true#custom_scalars")
+        time.sleep(5)
+        shots.append(out / "tensorboard_custom_scalars.png")
+        page.screenshot(path=shots[-1])
+        page.goto(f"{address}/?forceSVG=true#scalars")
+        time.sleep(5)
+        button = page.locator('[title="Show summary description"]').first
+        if button.count():
+            button.click()
+            time.sleep(1)
+        shots.append(out / "tensorboard_scalars.png")
+        page.screenshot(path=shots[-1])
+        page.goto(f"{address}/?forceSVG=true#projector")
+        time.sleep(20)  # the projector loads the vectors, then computes a PCA
+        shots.append(out / "tensorboard_projector.png")
+        page.screenshot(path=shots[-1])
+        page.close()
+    return shots
+
+
+def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list[Path]:
+    """The explorer's text view (one head, then all heads), grid view and formula view."""
+    shots = [out / f"{name}.png" for name in ("explorer_text", "explorer_text_all_heads",
+                                              "explorer_grid", "explorer_formula")]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         page_file = Path(tmp) / "attention.html"
         subprocess.run(
@@ -44,26 +106,46 @@ def main(argv: list[str] | None = None) -> None:
              "--stream", "false"],
             check=True, cwd=DOCS.parent,
         )  # fmt: skip
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(page_file.as_uri())
-            page.select_option("#layer", "1")
-            page.hover(f'#text span.ch[data-pos="{options.query}"]')
-            page.locator("#text").screenshot(path=str(DOCS / "explorer_text.png"))
-            page.select_option("#head", "all")
-            page.hover(f'#text span.ch[data-pos="{options.query}"]')
-            page.locator("#text").screenshot(path=str(DOCS / "explorer_text_all_heads.png"))
-            page.locator("#grid").screenshot(path=str(DOCS / "explorer_grid.png"))
-            page.select_option("#head", "0")
-            page.hover(f'#text span.ch[data-pos="{options.query}"]')
-            page.locator("#formula-head").scroll_into_view_if_needed()
-            page.locator("section:nth-of-type(2)").screenshot(
-                path=str(DOCS / "explorer_formula.png")
-            )
-            browser.close()
-    for name in ("explorer_text", "explorer_text_all_heads", "explorer_grid", "explorer_formula"):
-        print(f"wrote docs/{name}.png")
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(page_file.as_uri())
+        page.select_option("#layer", "1")
+        page.hover(f'#text span.ch[data-pos="{options.query}"]')
+        page.locator("#text").screenshot(path=shots[0])
+        page.select_option("#head", "all")
+        page.hover(f'#text span.ch[data-pos="{options.query}"]')
+        page.locator("#text").screenshot(path=shots[1])
+        page.locator("#grid").screenshot(path=shots[2])
+        page.select_option("#head", "0")
+        page.hover(f'#text span.ch[data-pos="{options.query}"]')
+        page.locator("#formula-head").scroll_into_view_if_needed()
+        page.locator("section:nth-of-type(2)").screenshot(path=shots[3])
+        page.close()
+    return shots
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_into(ScreenshotOptions, argv, __doc__.split("\n")[0])
+    if options.views not in ("explorer", "tensorboard", "all"):
+        raise UserError(f"--views: explorer, tensorboard or all, not {options.views!r}")
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        raise UserError("no chromium on PATH: apt-get install chromium")
+    run_dir = Path(options.ckpt)
+    run_dir = run_dir if run_dir.is_dir() else run_dir.parent
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    shots = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        if options.views in ("explorer", "all"):
+            shots += explorer_screenshots(browser, options, out)
+        if options.views in ("tensorboard", "all"):
+            shots += tensorboard_screenshots(browser, run_dir.resolve(), out)
+        browser.close()
+    for shot in shots:
+        print(f"wrote {shot}")
 
 
 if __name__ == "__main__":

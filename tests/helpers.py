@@ -30,3 +30,24 @@ def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     """argv as a real process in the project's root, its output captured."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def tensorboard_runs(run_dir: Path):
+    """Every run TensorBoard finds under run_dir, read as `tensorboard --logdir` reads them:
+    "." for run_dir itself, "train", "val", "val_exact" for the losses."""
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    runs = EventMultiplexer(tensor_size_guidance={"scalars": 0, "images": 0, "histograms": 0})
+    runs.AddRunsFromDirectory(str(run_dir))
+    runs.Reload()
+    return runs
+
+
+def scalar_points(run_dir: Path, run: str, tag: str) -> dict[int, float]:
+    """A scalar's points in one of run_dir's TensorBoard runs, step by step (none twice)."""
+    from tensorboard.util import tensor_util
+
+    events = tensorboard_runs(run_dir).GetAccumulator(run).Tensors(tag)
+    steps = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events]
+    assert len({s for s, _ in steps}) == len(steps), f"{run} {tag} has a step twice: {steps}"
+    return dict(steps)

@@ -101,6 +101,7 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
         ("", ["--max_iters", "50", "--warmup_iters", "100"], "max_iters: must not be less than"),
         ("", ["--muon_lr", "0"], "muon_lr: must be positive"),
         ("", ["--optimizer", "sgd"], "optimizer: must be one of"),
+        ("", ["--loss_interval", "-5"], "loss_interval: must not be negative"),
     ],
 )
 def test_mistakes_are_one_line_errors_naming_the_key(yaml_text, argv, message, tmp_path):

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 
 import pytest
 import torch
 from google.protobuf import text_format
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import tensorboard_runs
 from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+from tensorboard.util import tensor_util
 from torch.nn import functional as F
 
 import evaluate
@@ -135,38 +138,72 @@ def tiny_run(tmp_path_factory, shakespeare_path):
     return root / "run"
 
 
-def test_tensorboard_shows_attention_histograms_one_loss_chart_and_the_exact_loss(tiny_run):
-    events = EventAccumulator(str(tiny_run), size_guidance={"images": 0, "histograms": 0})
-    events.Reload()
-    tags = events.Tags()
-    assert {"attention/layer_0", "attention/layer_1"} <= set(tags["images"])
-    image = events.Images("attention/layer_0")[-1]
-    assert image.step == 40 and image.encoded_image_string.startswith(b"\x89PNG")
-    assert "weights/transformer.h.1.attn.c_attn.weight" in tags["histograms"]
-    grads = events.Histograms("gradients/transformer.h.1.attn.c_attn.weight")
+def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(tiny_run):
+    runs = tensorboard_runs(tiny_run)
+    assert sorted(runs.Runs()) == [".", "train", "val", "val_exact"]
+    main = runs.GetAccumulator(".")
+    assert {"self_attention/layer_0", "self_attention/layer_1"} <= set(
+        main.PluginTagToContent("images")
+    )
+    image = main.Tensors("self_attention/layer_0")[-1]
+    assert image.step == 40 and image.tensor_proto.string_val[2].startswith(b"\x89PNG")
+    histograms = main.PluginTagToContent("histograms")
+    assert "weights/values/transformer.h.1.attn.c_attn.weight" in histograms
+    grads = main.Tensors("weights/gradients/transformer.h.1.attn.c_attn.weight")
     assert [g.step for g in grads] == [20, 40]  # the last update's gradients; none before any
-    chart = events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
-    layout = Layout.FromString(chart).category[0].chart[0].multiline.tag  # the train-and-val chart
-    scalar_tags = tags["scalars"]
-    assert [t for t in scalar_tags if any(re.search(p, t) for p in layout)] == [
-        "loss/train",
-        "loss/val",
-        "loss/val_exact",
-    ]
-    exact = events.Scalars("loss/val_exact")
-    assert len(exact) == 1 and exact[0].step == 40
-    assert abs(exact[0].value - events.Scalars("loss/val")[-1].value) < 0.15
+
+    def points(run: str, tag: str = "loss") -> dict[int, float]:
+        values = runs.GetAccumulator(run).Tensors(tag)
+        return {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in values}
+
+    assert list(points("train")) == list(points("val")) == [0, 20, 40]
+    assert list(points("train", "loss/batch")) == [10, 20, 30, 40]
+    exact = points("val_exact")
+    assert list(exact) == [40] and abs(exact[40] - points("val")[40]) < 0.15
+    # CUSTOM SCALARS: one chart matches `loss` alone, in all three runs (a colour each)
+    chart = main.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
+    pattern = Layout.FromString(chart).category[0].chart[0].multiline.tag
+    matched = [(run, t) for run in runs.Runs() for t in runs.GetAccumulator(run).Tags()["tensors"]
+               if any(re.search(p, t) for p in pattern)]  # fmt: skip
+    assert sorted(matched) == [("train", "loss"), ("val", "loss"), ("val_exact", "loss")]
 
 
-def test_projector_gets_the_embedding_with_one_readable_label_per_character(tiny_run):
+def test_the_loss_section_comes_first_and_every_scalar_has_a_description(tiny_run):
+    runs = tensorboard_runs(tiny_run)
+    sections = set()
+    for run in runs.Runs():
+        for tag in runs.GetAccumulator(run).Tags()["tensors"]:
+            metadata = runs.SummaryMetadata(run, tag)
+            if metadata.plugin_data.plugin_name in ("scalars", "images", "histograms"):
+                sections.add(tag.split("/")[0])  # what TIME SERIES shows, by section
+            if metadata.plugin_data.plugin_name == "scalars":
+                assert len(metadata.summary_description) > 20, (run, tag)
+    # TIME SERIES lays out sections in the order of their names' characters
+    assert sorted(sections)[0] == "loss" and "optimizer" in sections, sorted(sections)
+
+
+def test_hparams_read_each_loss_from_its_own_run(tiny_run):
+    main = tensorboard_runs(tiny_run).GetAccumulator(".")
+    content = main.SummaryMetadata("_hparams_/experiment").plugin_data.content
+    metrics = HParamsPluginData.FromString(content).experiment.metric_infos
+    assert [(m.name.group, m.name.tag) for m in metrics] == [
+        ("val", "loss"), ("val_exact", "loss"), ("train", "loss"),
+    ]  # fmt: skip
+
+
+def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(tiny_run):
     config = text_format.Parse((tiny_run / "projector_config.pbtxt").read_text(), ProjectorConfig())
-    latest = config.embeddings[-1]  # one per checkpoint
-    assert len(config.embeddings) == 2  # iterations 20 and 40: none of the random start
+    names = [e.tensor_name for e in config.embeddings]
+    assert len(names) == 2  # iterations 40 and 20: none of the random start
+    assert sorted(names)[0] == names[0] == "token embedding, latest (iteration 40)"
+    latest = config.embeddings[0]
     labels = (tiny_run / latest.metadata_path).read_text(encoding="utf-8").split("\n")[:-1]
-    vocab = evaluate.load_checkpoint(tiny_run / "last.pt")["vocab"]
-    assert labels == [visible(c) for c in vocab] and labels[:2] == ["\\n", "␣"]
+    checkpoint = evaluate.load_checkpoint(tiny_run / "last.pt")
+    assert labels == [visible(c) for c in checkpoint["vocab"]] and labels[:2] == ["\\n", "␣"]
     rows = (tiny_run / latest.tensor_path).read_text().strip().split("\n")
-    assert (len(rows), len(rows[0].split("\t"))) == (65, 32)
+    written = torch.tensor([[float(x) for x in row.split("\t")] for row in rows])
+    wte = checkpoint["model"]["transformer.wte.weight"].float()
+    assert written.shape == (65, 32) and torch.allclose(written, wte, rtol=1e-5, atol=1e-7)
 
 
 def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(tiny_run, capsys):
@@ -218,3 +255,26 @@ def test_a_probe_with_unknown_characters_is_a_config_error_before_training(tiny_
     assert train.main(tiny_argv("--probe_text", "Ça va")) == 2
     err = capsys.readouterr().err
     assert "probe_text: 'Ç' not in the vocabulary" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no Chromium installed")
+def test_tensorboard_itself_opens_on_the_loss_chart_with_a_run_per_loss(tiny_run):
+    """TensorBoard serving the run, its landing page (TIME SERIES) in headless Chromium: the
+    first section is `loss`, its first chart `loss`, drawn for train, val and val_exact."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from docs.make_screenshots import serve_tensorboard
+
+    with serve_tensorboard(tiny_run) as address, playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{address}/?forceSVG=true")
+        page.wait_for_selector("card-view", timeout=60_000)
+        sections = page.eval_on_selector_all(".group-title", "s => s.map(e => e.textContent)")
+        assert [s.strip() for s in sections[:3]] == ["Pinned", "loss", "optimizer"]
+        first = page.locator("card-view").first
+        first.locator("text=val_exact").wait_for(timeout=30_000)  # the data table's rows
+        text = first.inner_text()
+        lines = text.split("\n")  # the title, as "loss" or "loss" then "/batch"; then the chart
+        assert lines[0] == "loss" and not lines[1].startswith("/"), text[:80]
+        assert all(run in lines for run in ("train", "val", "val_exact")), text
+        browser.close()

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, flags, run
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import ROOT, flags, run, scalar_points, tensorboard_runs
 
 import train
 from checkpoint import load_checkpoint, save_checkpoint
@@ -31,33 +30,21 @@ from training.stopping import NonFiniteLoss
 from training.trainer import Trainer
 
 
-def read_events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
-    accumulator.Reload()
-    return accumulator
-
-
-def scalars(events: EventAccumulator, tag: str) -> dict[int, float]:
-    steps = [(e.step, e.value) for e in events.Scalars(tag)]
-    assert len({s for s, _ in steps}) == len(steps), f"{tag} has a step twice: {steps}"
-    return dict(steps)
-
-
 def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv()) == 0
     run_dir = tmp_path / "run"
-    events = read_events(run_dir)
-    tags = events.Tags()
-    for tag in ("loss/train", "loss/val", "lr", "grad_norm", "tokens_per_sec"):
-        assert tag in tags["scalars"], tag
-    assert "sample/text_summary" in tags["tensors"]
-    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
-    val = scalars(events, "loss/val")
+    runs = tensorboard_runs(run_dir)
+    assert sorted(runs.Runs()) == [".", "train", "val", "val_exact"]  # no stray runs
+    tags = runs.GetAccumulator(".").Tags()["tensors"]
+    for tag in ("optimizer/lr", "optimizer/grad_norm", "speed/tokens_per_sec"):
+        assert tag in tags, tag
+    assert "sample/text_summary" in tags
+    assert "_hparams_/experiment" in runs.GetAccumulator(".").PluginTagToContent("hparams")
+    val = scalar_points(run_dir, "val", "loss")
     assert list(val) == [0, 20, 40, 60]
     assert all(math.isfinite(v) for v in val.values())
     assert val[60] < val[20] < val[0]
     assert abs(val[0] - math.log(65)) < 0.1
-    assert list(run_dir.glob("*/**/events.out.tfevents.*")) == []  # no stray sub-runs
     assert {"last.pt", "best.pt", "config.yaml"} <= {p.name for p in run_dir.iterdir()}
     printed = capsys.readouterr().out
     assert "tokens per iteration: 1 micro-step x 1 process x 8 batch x 32 block = 256" in printed
@@ -120,9 +107,8 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert state_a["iter_num"] == state_b["iter_num"] == 20
     for name, tensor in state_a["model"].items():
         assert torch.equal(tensor, state_b["model"][name]), name
-    events_a, events_b = read_events(a), read_events(b)
-    for tag in ("loss/train_step", "loss/val", "lr"):
-        assert scalars(events_a, tag) == scalars(events_b, tag), tag
+    for sub_run, tag in (("train", "loss/batch"), ("val", "loss"), (".", "optimizer/lr")):
+        assert scalar_points(a, sub_run, tag) == scalar_points(b, sub_run, tag), (sub_run, tag)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +160,7 @@ def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
 
 
 def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys):
-    assert train.main(tiny_argv("--max_iters", "20")) == 0
+    assert train.main(tiny_argv("--max_iters", "20", "--inspect", "true")) == 0
     before = (tmp_path / "run" / "last.pt").read_bytes()
     capsys.readouterr()
     assert train.main(tiny_argv("--max_iters", "20")) == 1
@@ -183,9 +169,16 @@ def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys)
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
     with pytest.raises(RunDirError):
         run_training(parse_args(tiny_argv("--max_iters", "20")))
+    assert (tmp_path / "run" / "projector" / "00020.tsv").is_file()
+    (tmp_path / "run" / "notes.txt").write_text("the user's own")
     assert train.main(tiny_argv("--max_iters", "20", "--overwrite", "--seed", "7")) == 0
     assert (tmp_path / "run" / "last.pt").read_bytes() != before
-    assert len(list((tmp_path / "run").glob("events.out.tfevents.*"))) == 1
+    for sub_run in ("", "train", "val", "val_exact"):  # the old curves are gone, every one
+        assert len(list((tmp_path / "run" / sub_run).glob("events.out.tfevents.*"))) == 1, sub_run
+    # the new run draws no embedding (--inspect false): the old run's is gone, not shown as its
+    assert not (tmp_path / "run" / "projector").exists()
+    assert not (tmp_path / "run" / "projector_config.pbtxt").exists()
+    assert (tmp_path / "run" / "notes.txt").read_text() == "the user's own"
 
 
 def bare_checkpoint(weight: torch.Tensor, iter_num: int) -> dict:
@@ -431,6 +424,22 @@ def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     assert "iter 5: loss" in out and "iter 10: train loss" in out
 
 
+def test_loss_points_between_evaluations_add_no_checkpoint(tiny_argv, tmp_path, monkeypatch):
+    saved = []
+    original_save = Trainer.save
+
+    def save(self, best=False):
+        saved.append(self.iter_num)
+        return original_save(self, best)
+
+    monkeypatch.setattr(Trainer, "save", save)
+    argv = tiny_argv("--max_iters", "20", "--eval_interval", "10", "--loss_interval", "4")
+    assert train.main(argv) == 0
+    for split in ("train", "val"):  # both losses at every 4th iteration, and at evaluations
+        assert list(scalar_points(tmp_path / "run", split, "loss")) == [0, 4, 8, 10, 12, 16, 20]
+    assert saved == [10, 20]
+
+
 def test_a_run_that_fails_before_training_leaves_its_out_dir_as_it_was(tiny_argv, tmp_path):
     """A missing data file: no out_dir is created for a new run, and --overwrite of an existing
     run deletes nothing before the new run's data and block_size have been checked."""
@@ -580,8 +589,8 @@ def test_a_tensorboard_write_that_fails_is_one_warning_and_training_goes_on(tmp_
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "events"))
 
-    logger.writer.add_scalar = disk_full
-    logger.scalar("loss/val", 1.0, 0)
+    logger.writers[""].file_writer.add_summary = disk_full
+    logger.scalar("lr", 1.0, 0)
     logger.scalar("loss/val", 0.5, 1)  # no second warning, no exception
     logger.flush()
     err = capsys.readouterr().err

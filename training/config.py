@@ -100,6 +100,11 @@ class TrainConfig(GPTConfig):
     # evaluation and logging
     eval_interval: int = option(250, "evaluate and checkpoint every this many iterations")
     eval_iters: int = option(20, "batches per split in each evaluation")
+    loss_interval: int = option(
+        0,
+        "also estimate the losses every this many iterations, between evaluations: more points "
+        "on the loss curves, no sample or checkpoint (0: only at evaluations)",
+    )
     log_interval: int = option(10, "iterations between log lines")
     sample_chars: int = option(
         200, "characters of sample text written at each evaluation (0: none)"
@@ -162,6 +167,7 @@ class TrainConfig(GPTConfig):
         require(self.dist_timeout > 0, "dist_timeout", "must be positive")
         require(0 <= self.seed < 2**63, "seed", "must be between 0 and 2**63 - 1")
         require(self.sample_chars >= 0, "sample_chars", "must not be negative")
+        require(self.loss_interval >= 0, "loss_interval", "must not be negative")
         require(
             len(self.probe_text) <= self.block_size,
             "probe_text",

@@ -82,10 +82,11 @@ def log_inside_the_model(
     chars = [tokenizer.chars[i] for i in probe]
     for layer, maps in enumerate(attention_maps(model, idx)):
         title = f"layer {layer} at iteration {step}: each row's weights over the characters before"
-        logger.figure(f"attention/layer_{layer}", attention_figure([maps[0]], chars, title), step)
+        figure = attention_figure([maps[0]], chars, title)
+        logger.figure(f"self_attention/layer_{layer}", figure, step)
     for name, p in model.named_parameters():
-        logger.histogram(f"weights/{name}", p, step)
+        logger.histogram(f"weights/values/{name}", p, step)
         if p.grad is not None:
-            logger.histogram(f"gradients/{name}", p.grad, step)
+            logger.histogram(f"weights/gradients/{name}", p.grad, step)
     labels = [visible(c) for c in tokenizer.chars]
     logger.embedding(model.transformer.wte.weight, labels, step)

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,27 +16,82 @@ import torch
 from tqdm import tqdm
 
 from infra.errors import describe_os_error
+from infra.files import write_atomic
 
-# TensorBoard's CUSTOM SCALARS tab: train and validation loss on one chart, so that the gap
-# between them (overfitting) is the first thing to see.
+
+@dataclass(frozen=True)
+class Metric:
+    """Where a scalar goes in TensorBoard: the run (a sub-directory of the run directory, "" for
+    the directory itself) and the tag, with the description that the SCALARS tab shows."""
+
+    run: str
+    tag: str
+    description: str
+
+
+# Every scalar the trainer records, by the name it records it under. The three losses are the
+# same tag in three runs, so every chart of `loss` draws train, val and val_exact in a colour of
+# their own, named in the run list. Every other tag sorts after `loss` (TensorBoard orders its
+# sections by the tag's first component), so the loss chart is the first on the landing page.
+METRICS = {
+    "loss/train": Metric(
+        "train", "loss",
+        "Mean cross-entropy in nats per character over `eval_iters` batches of the training "
+        "split, dropout off, on the same windows at every point, so the curve moves only when "
+        "the model does. An untrained model starts near ln 65 = 4.17.",
+    ),
+    "loss/val": Metric(
+        "val", "loss",
+        "The same over windows of the validation split, text the model never trains on; its gap "
+        "above the train curve is overfitting.",
+    ),
+    "loss/val_exact": Metric(
+        "val_exact", "loss",
+        "Once, at the end: every character of the validation split scored with a full context "
+        "window, as `evaluate.py` does; the estimate above it uses random windows.",
+    ),
+    "loss/train_batch": Metric(
+        "train", "loss/batch",
+        "The loss of the latest training batch at each log point: noisy, and free to record.",
+    ),
+    "lr": Metric(
+        "", "optimizer/lr",
+        "The learning rate of the schedule (AdamW's; Muon's follows the same shape).",
+    ),
+    "grad_norm": Metric(
+        "", "optimizer/grad_norm",
+        "The gradient norm before clipping at `grad_clip`; spikes warn of instability.",
+    ),
+    "tokens_per_sec": Metric(
+        "", "speed/tokens_per_sec", "Training throughput, evaluation excluded."
+    ),
+    "mfu": Metric(
+        "", "speed/mfu",
+        "Model FLOP utilisation: the model's FLOPs per second over the GPU's peak bf16 FLOP/s.",
+    ),
+}  # fmt: skip
+
+# TensorBoard's CUSTOM SCALARS tab: the three losses on one chart (one colour per run), the
+# training batches on another. Regular expressions, anchored: `loss` alone would match both.
 LAYOUT = {
     "loss": {
-        # regular expressions: anchored, or loss/train would take loss/train_step in too
-        "train and validation": ["Multiline", ["^loss/train$", "^loss/val$", "^loss/val_exact$"]],
-        "training batches": ["Multiline", ["^loss/train_step$"]],
+        "train, val and val_exact": ["Multiline", ["^loss$"]],
+        "training batches": ["Multiline", ["^loss/batch$"]],
     }
 }
+PROJECTOR_DIR = "projector"  # the embedding at each evaluation: one TSV file per iteration
+PROJECTOR_CONFIG = "projector_config.pbtxt"
 
 
 class Logger(Protocol):
     active: bool  # False: nothing is recorded, so nothing need be computed for it
 
-    def scalar(self, tag: str, value: float, step: int) -> None: ...
+    def scalar(self, name: str, value: float, step: int) -> None: ...  # name: a METRICS key
     def text(self, tag: str, text: str, step: int) -> None: ...
     def figure(self, tag: str, figure: Any, step: int) -> None: ...
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None: ...
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None: ...
-    def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None: ...
+    def hparams(self, hparams: dict[str, Any], metric_names: list[str]) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
 
@@ -45,7 +101,7 @@ class NullLogger:
 
     active = False
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
+    def scalar(self, name: str, value: float, step: int) -> None:
         pass
 
     def text(self, tag: str, text: str, step: int) -> None:
@@ -60,7 +116,7 @@ class NullLogger:
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
         pass
 
-    def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
+    def hparams(self, hparams: dict[str, Any], metric_names: list[str]) -> None:
         pass
 
     def flush(self) -> None:
@@ -71,7 +127,7 @@ class NullLogger:
 
 
 class TensorBoardLogger:
-    """Event files in log_dir, one run.
+    """Event files in log_dir (and its sub-runs train/, val/, val_exact/, see METRICS), one run.
 
     purge_step: on resume, the step the run continues from. TensorBoard then drops whatever the
     interrupted run had logged at that step or later, so no step appears twice.
@@ -83,12 +139,20 @@ class TensorBoardLogger:
     active = True
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
-        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
-
         _quiet_writer_thread()
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
-        self._safely(lambda: self.writer.add_custom_scalars(LAYOUT))
+        self.purge_step = purge_step
+        self.writers: dict[str, Any] = {}
+        self._safely(lambda: self._writer("").add_custom_scalars(LAYOUT))
+
+    def _writer(self, run: str):
+        """The SummaryWriter of a run, made on first use: a run that never records a value
+        (val_exact, until the end) has no directory."""
+        if run not in self.writers:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: when used
+
+            self.writers[run] = SummaryWriter(str(self.log_dir / run), purge_step=self.purge_step)
+        return self.writers[run]
 
     def _safely(self, write: Callable[[], object]) -> None:
         if not self.active:
@@ -102,46 +166,108 @@ class TensorBoardLogger:
                 f"({describe_os_error(e)}); training goes on without its curves"
             )
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
-        self._safely(lambda: self.writer.add_scalar(tag, value, step))
+    def scalar(self, name: str, value: float, step: int) -> None:
+        """One point of a scalar named in METRICS, with its description (TensorBoard keeps the
+        description of a tag's first point; every point carries it, so a resumed run's do too)."""
+        from torch.utils.tensorboard.summary import scalar
+
+        metric = METRICS[name]
+        summary = scalar(metric.tag, value, new_style=True)
+        summary.value[0].metadata.summary_description = metric.description
+        self._safely(lambda: self._writer(metric.run).file_writer.add_summary(summary, step))
 
     def text(self, tag: str, text: str, step: int) -> None:
         # TensorBoard renders text as Markdown; indenting makes it a code block, kept verbatim
         indented = "\n".join("    " + line for line in text.splitlines())
-        self._safely(lambda: self.writer.add_text(tag, indented, step))
+        self._safely(lambda: self._writer("").add_text(tag, indented, step))
 
     def figure(self, tag: str, figure: Any, step: int) -> None:
-        self._safely(lambda: self.writer.add_figure(tag, figure, step, close=False))
+        self._safely(lambda: self._writer("").add_figure(tag, figure, step, close=False))
 
     def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
-        self._safely(lambda: self.writer.add_histogram(tag, values.detach().float().cpu(), step))
+        rows = values.detach().float().cpu()
+        self._safely(lambda: self._writer("").add_histogram(tag, rows, step))
 
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
-        """Rows of matrix for the PROJECTOR tab, one label each (tab-separated files, so a label
-        must not hold a tab or a newline)."""
-        rows = matrix.detach().float().cpu()
-        self._safely(
-            lambda: self.writer.add_embedding(
-                rows, metadata=list(labels), global_step=step, tag="wte"
-            )
-        )
+        """The rows of matrix for the PROJECTOR tab, one label each (tab-separated files, so a
+        label must not hold a tab or a newline): projector/NNNNN.tsv for this iteration, then
+        the projector's list of every iteration on disk, the latest first and named so that the
+        projector, which sorts the names, opens on it."""
+        folder = self.log_dir / PROJECTOR_DIR
+        rows = matrix.detach().float().cpu().tolist()
+        tensors = "".join("\t".join(f"{x:.6g}" for x in row) + "\n" for row in rows)
+        names = "".join(label + "\n" for label in labels)
 
-    def hparams(self, hparams: dict[str, Any], metric_tags: list[str]) -> None:
-        """Hyperparameters into this run's own event file. SummaryWriter.add_hparams would open a
-        second, timestamped run beside it; writing the three hparams summaries directly does not."""
+        def write() -> None:
+            folder.mkdir(exist_ok=True)
+            write_atomic(folder / "labels.tsv", lambda tmp: tmp.write_text(names))
+            write_atomic(folder / f"{step:05d}.tsv", lambda tmp: tmp.write_text(tensors))
+            config = projector_config(self.log_dir)
+            write_atomic(self.log_dir / PROJECTOR_CONFIG, lambda tmp: tmp.write_text(config))
+
+        self._safely(write)
+
+    def hparams(self, hparams: dict[str, Any], metric_names: list[str]) -> None:
+        """Hyperparameters into this run's own event file, with metric_names (METRICS keys) as
+        the HPARAMS tab's metrics, each read from its own sub-run. SummaryWriter.add_hparams
+        would open a second, timestamped run beside it, and its metrics have no sub-run."""
+        from tensorboard.plugins.hparams.api_pb2 import MetricInfo, MetricName
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
         plain = {
             k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in hparams.items()
         }
-        for summary in hparams_summaries(plain, {tag: 0.0 for tag in metric_tags}):
-            self._safely(lambda summary=summary: self.writer.file_writer.add_summary(summary))
+        experiment, start, end = hparams_summaries(plain, {})
+        plugin_data = experiment.value[0].metadata.plugin_data
+        data = HParamsPluginData.FromString(plugin_data.content)
+        for name in metric_names:
+            metric = METRICS[name]
+            info = MetricInfo(name=MetricName(group=metric.run, tag=metric.tag), display_name=name)
+            data.experiment.metric_infos.append(info)
+        plugin_data.content = data.SerializeToString()
+        for summary in (experiment, start, end):
+            self._safely(lambda summary=summary: self._writer("").file_writer.add_summary(summary))
 
     def flush(self) -> None:
-        self._safely(self.writer.flush)
+        for writer in list(self.writers.values()):
+            self._safely(writer.flush)
 
     def close(self) -> None:
-        self._safely(self.writer.close)
+        for writer in list(self.writers.values()):
+            self._safely(writer.close)
+
+
+def projector_config(log_dir: Path) -> str:
+    """The PROJECTOR's list of embeddings: one per projector/NNNNN.tsv in log_dir, the latest
+    first. The projector sorts the names and opens on the first: the latest is "…, latest", and
+    a comma sorts before the colon of the others, in plain and in locale order alike."""
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    steps = sorted(
+        (int(p.stem) for p in (log_dir / PROJECTOR_DIR).glob("*.tsv") if p.stem.isdigit()),
+        reverse=True,
+    )
+    config = ProjectorConfig()
+    for i, step in enumerate(steps):
+        name = f"token embedding, latest (iteration {step})" if i == 0 else (
+            f"token embedding: iteration {step:05d}"
+        )  # fmt: skip
+        config.embeddings.add(
+            tensor_name=name,
+            tensor_path=f"{PROJECTOR_DIR}/{step:05d}.tsv",
+            metadata_path=f"{PROJECTOR_DIR}/labels.tsv",
+        )
+    return text_format.MessageToString(config)
+
+
+def tensorboard_files(run_dir: Path) -> list[Path]:
+    """Every file a TensorBoardLogger wrote into run_dir, for a fresh run that replaces it."""
+    runs = [run_dir] + [run_dir / run for run in sorted({m.run for m in METRICS.values()}) if run]
+    files = [p for run in runs for p in sorted(run.glob("events.out.tfevents.*"))]
+    files += sorted((run_dir / PROJECTOR_DIR).glob("*.tsv"))
+    return files + [p for p in [run_dir / PROJECTOR_CONFIG] if p.exists()]
 
 
 def _warn(line: str) -> None:

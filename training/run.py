@@ -31,7 +31,7 @@ from infra.errors import UserError
 from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from model.scoring import exact_loss
 from training.config import TrainArgs, TrainConfig, config_for_resume, parse_args
-from training.logger import Console, Logger, NullLogger, TensorBoardLogger
+from training.logger import Console, Logger, NullLogger, TensorBoardLogger, tensorboard_files
 from training.optim import describe_optimizers
 from training.stopping import TrainingInterrupted, runtime_for
 from training.trainer import Trainer
@@ -48,7 +48,7 @@ def holds_run(out_dir: Path) -> bool:
 
 def _previous_run_files(out_dir: Path) -> list[Path]:
     files = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
-    return files + sorted(out_dir.glob("events.out.tfevents.*"))
+    return files + tensorboard_files(out_dir)
 
 
 def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
@@ -163,8 +163,12 @@ def claim_run_dir(
             if fresh and holds_run(out_dir):
                 if not overwrite:  # another run took the directory since the first check
                     raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
-                for path in _previous_run_files(out_dir):
+                previous = _previous_run_files(out_dir)
+                for path in previous:
                     path.unlink()
+                for folder in {path.parent for path in previous} - {out_dir}:
+                    with contextlib.suppress(OSError):  # it holds files of the user's own
+                        folder.rmdir()
             remove_stale_temporaries(out_dir)
         except BaseException:
             if held is not None:
@@ -242,12 +246,12 @@ def _train(
     logger: Logger = NullLogger()
     if runtime.is_main and config.tensorboard:
         # on resume, TensorBoard drops what the stopped run logged after its checkpoint
-        purge_step = checkpoint["iter_num"] + 1 if checkpoint else None
+        purge_step = checkpoint["iter_num"] + 1 if checkpoint else 0
         logger = TensorBoardLogger(out_dir, purge_step=purge_step)
     trainer.logger = logger
     try:
         if checkpoint is None:
-            logger.hparams(config.to_dict(), ["loss/val", "loss/train"])
+            logger.hparams(config.to_dict(), ["loss/val", "loss/val_exact", "loss/train"])
         describe(trainer, runtime, console)
         trainer.fit()
         if runtime.is_main:

@@ -227,17 +227,22 @@ class Trainer:
     # ---- the loop -------------------------------------------------------------------------------
 
     def fit(self) -> None:
-        """Train until max_iters: evaluate and checkpoint every eval_interval iterations, log every
-        log_interval. SIGINT/SIGTERM take effect at the next log point, where the ranks meet: every
-        rank saves last.pt and raises TrainingInterrupted."""
+        """Train until max_iters: evaluate and checkpoint every eval_interval iterations, estimate
+        the losses alone every loss_interval, log every log_interval. SIGINT/SIGTERM take effect
+        at the next log point, where the ranks meet: every rank saves last.pt and raises
+        TrainingInterrupted."""
         cfg = self.config
         with SignalCatcher(self.console.print) as signals:
             self.console.start_bar(total=cfg.max_iters, initial=self.iter_num)
             try:
                 self._restart_clock()
                 while True:
-                    if self._due(cfg.eval_interval) and self.iter_num != self.resumed_at:
-                        self.evaluate_and_checkpoint()
+                    if self.iter_num != self.resumed_at:
+                        if self._due(cfg.eval_interval):
+                            self.evaluate_and_checkpoint()
+                        elif cfg.loss_interval and self._due(cfg.loss_interval):
+                            self.estimate_losses()  # a point of the curves, nothing more
+                            self._restart_clock()
                     if self.iter_num >= cfg.max_iters:
                         break
                     loss, grad_norm = self.train_step(self.train_batches)
@@ -261,12 +266,8 @@ class Trainer:
         self._clock_start = time.perf_counter()
         self._tokens_since_log = 0
 
-    def evaluate_and_checkpoint(self) -> None:
-        """Estimate the losses and log them; then, past iteration 0, a sample, the views inside
-        the model, and the checkpoint. Iteration 0 is the curve's first point (an untrained
-        model's loss, near ln(vocab_size)) and no more: its sample is noise, its attention
-        uniform, and a checkpoint of the random initial weights holds nothing the seed does
-        not."""
+    def estimate_losses(self) -> dict[str, float]:
+        """Estimate both losses, print and log them: a point of the loss curves."""
         rt, cfg = self.runtime, self.config
         losses = estimate_loss(self.model, self.compiled_model, self.data, cfg, rt)
         step = self.iter_num
@@ -278,6 +279,17 @@ class Trainer:
         self.logger.scalar("loss/train", losses["train"], step)
         self.logger.scalar("loss/val", losses["val"], step)
         self.eval_losses = {"iter": step, **losses}
+        return losses
+
+    def evaluate_and_checkpoint(self) -> None:
+        """Estimate the losses and log them; then, past iteration 0, a sample, the views inside
+        the model, and the checkpoint. Iteration 0 is the curve's first point (an untrained
+        model's loss, near ln(vocab_size)) and no more: its sample is noise, its attention
+        uniform, and a checkpoint of the random initial weights holds nothing the seed does
+        not."""
+        rt, cfg = self.runtime, self.config
+        losses = self.estimate_losses()
+        step = self.iter_num
         self.best_val_loss = min(self.best_val_loss, losses["val"]) if step else math.inf
         if step == 0:
             self.logger.flush()
@@ -296,7 +308,7 @@ class Trainer:
         """The log point's scalars to the logger; a line, or the bar's postfix, to the console."""
         tokens_per_sec = self._tokens_since_log / (time.perf_counter() - self._clock_start)
         step, lr = self.iter_num, self.optimizers[0].param_groups[0]["lr"]
-        self.logger.scalar("loss/train_step", report.loss, step)
+        self.logger.scalar("loss/train_batch", report.loss, step)
         self.logger.scalar("lr", lr, step)
         self.logger.scalar("grad_norm", report.grad_norm, step)
         self.logger.scalar("tokens_per_sec", tokens_per_sec, step)
