@@ -166,3 +166,10 @@ def test_the_formula_views_weights_sum_to_one_and_equal_the_text_views(page):
     assert abs(sum(w for _, w in rows) - 1) < 1e-6 and abs(total - 1) < 1e-6
     text = [float(w) for w in span_weights(page)]
     assert all(abs(text[s] - w) < 1e-6 for s, w in rows)  # the same row in both views
+    weights = [w for _, w in rows]
+    assert weights == sorted(weights, reverse=True)  # largest first, by default
+    page.select_option("#order", "position")
+    in_order = page.eval_on_selector_all(
+        "#formula tr[data-s]", "rows => rows.map(r => [+r.dataset.s, +r.dataset.weight])"
+    )
+    assert in_order == sorted(rows)  # the same rows, in the order of the text
