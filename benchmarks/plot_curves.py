@@ -17,7 +17,8 @@ from pathlib import Path
 
 import common  # noqa: F401  (makes the project importable)
 import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 
 from infra.cli import option, parse_into
 from infra.errors import ConfigError, run_main
@@ -32,21 +33,23 @@ class PlotOptions:
 
 
 def load_run(run_dir: Path) -> tuple[str, list[float], list[float], list[float]]:
-    """(config name, seconds, tokens, val losses) of one run directory."""
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
+    """(config name, seconds, tokens, val losses) of one run directory: its `val` run's `loss`,
+    timed from the run's first event."""
+    main, val_run = (EventAccumulator(str(d)) for d in (run_dir, run_dir / "val"))
+    main.Reload()
+    val_run.Reload()
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     tokens_per_iter = (
         config["gradient_accumulation_steps"] * config["batch_size"] * config["block_size"]
     )
-    start = events.FirstEventTimestamp()
-    val = events.Scalars("loss/val")
+    start = main.FirstEventTimestamp()
+    val = val_run.Tensors("loss")
     name = run_dir.name.rsplit("-seed", 1)[0]
     return (
         name,
         [e.wall_time - start for e in val],
         [e.step * tokens_per_iter / 1e6 for e in val],
-        [e.value for e in val],
+        [float(tensor_util.make_ndarray(e.tensor_proto)) for e in val],
     )
 
 

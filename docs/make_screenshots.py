@@ -117,8 +117,7 @@ def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list
         page.locator("#grid").screenshot(path=shots[2])
         page.select_option("#head", "0")
         page.hover(f'#text span.ch[data-pos="{options.query}"]')
-        page.locator("#formula-head").scroll_into_view_if_needed()
-        page.locator("section:nth-of-type(2)").screenshot(path=shots[3])
+        page.locator("#formula-view").screenshot(path=shots[3])
         page.close()
     return shots
 

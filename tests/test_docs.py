@@ -85,3 +85,15 @@ def test_load_model_takes_a_checkpoint_file_or_a_run_directory(tiny_run, name):
     assert tokenizer.chars == saved["vocab"] and not model.training
     for key, tensor in model.state_dict().items():
         assert torch.equal(tensor, saved["model"][key]), key
+
+
+def test_docs_tensorboard_describes_every_scalar_the_trainer_writes():
+    from training.logger import METRICS
+
+    page = (ROOT / "docs" / "tensorboard.md").read_text()
+    first_cells = [line.split("|")[1] for line in page.splitlines() if line.startswith("| `")]
+    for metric in METRICS.values():  # a row per tag, naming its run: "| `loss` (`train`, `val`)"
+        named = [cell for cell in first_cells if cell.split()[0] == f"`{metric.tag}`"]
+        assert any(f"`{metric.run}`" in cell for cell in named) if metric.run else named, metric
+    for picture in re.findall(r"\]\((\w+\.png)\)", page):
+        assert (ROOT / "docs" / picture).is_file(), picture

@@ -195,7 +195,7 @@ def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(ti
     config = text_format.Parse((tiny_run / "projector_config.pbtxt").read_text(), ProjectorConfig())
     names = [e.tensor_name for e in config.embeddings]
     assert len(names) == 2  # iterations 40 and 20: none of the random start
-    assert sorted(names)[0] == names[0] == "token embedding, latest (iteration 40)"
+    assert sorted(names)[0] == names[0] == "embedding, latest (iteration 40)"
     latest = config.embeddings[0]
     labels = (tiny_run / latest.metadata_path).read_text(encoding="utf-8").split("\n")[:-1]
     checkpoint = evaluate.load_checkpoint(tiny_run / "last.pt")

@@ -251,8 +251,8 @@ def projector_config(log_dir: Path) -> str:
     )
     config = ProjectorConfig()
     for i, step in enumerate(steps):
-        name = f"token embedding, latest (iteration {step})" if i == 0 else (
-            f"token embedding: iteration {step:05d}"
+        name = f"embedding, latest (iteration {step})" if i == 0 else (
+            f"embedding: iteration {step:05d}"
         )  # fmt: skip
         config.embeddings.add(
             tensor_name=name,
