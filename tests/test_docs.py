@@ -95,5 +95,14 @@ def test_docs_tensorboard_describes_every_scalar_the_trainer_writes():
     for metric in METRICS.values():  # a row per tag, naming its run: "| `loss` (`train`, `val`)"
         named = [cell for cell in first_cells if cell.split()[0] == f"`{metric.tag}`"]
         assert any(f"`{metric.run}`" in cell for cell in named) if metric.run else named, metric
-    for picture in re.findall(r"\]\((\w+\.png)\)", page):
-        assert (ROOT / "docs" / picture).is_file(), picture
+
+
+DOCUMENTS = [README, *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: p.name)
+def test_every_picture_a_document_shows_is_there(path):
+    text = path.read_text()
+    markdown = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", text)
+    for picture in markdown + re.findall(r'<img src="([^"]+)"', text):
+        assert (path.parent / picture).is_file(), picture
