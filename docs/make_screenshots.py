@@ -35,7 +35,7 @@ class ScreenshotOptions:
     prompt: str = option("ROMEO:", "the prompt")
     new: int = option(200, "characters to generate after it")
     query: int = option(60, "the character pointed at")
-    views: str = option("all", "explorer, tensorboard or all")
+    views: str = option("all", "which pictures", choices=("explorer", "tensorboard", "all"))
     out: str = option("docs", "where the pictures go")
 
 
@@ -124,8 +124,6 @@ def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_into(ScreenshotOptions, argv, __doc__.split("\n")[0])
-    if options.views not in ("explorer", "tensorboard", "all"):
-        raise UserError(f"--views: explorer, tensorboard or all, not {options.views!r}")
     chromium = shutil.which("chromium")
     if chromium is None:
         raise UserError("no chromium on PATH: apt-get install chromium")

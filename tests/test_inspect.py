@@ -10,11 +10,10 @@ import shutil
 import pytest
 import torch
 from google.protobuf import text_format
-from helpers import tensorboard_runs
+from helpers import scalar_points, tensorboard_runs
 from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-from tensorboard.util import tensor_util
 from torch.nn import functional as F
 
 import evaluate
@@ -153,8 +152,7 @@ def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(tiny
     assert [g.step for g in grads] == [20, 40]  # the last update's gradients; none before any
 
     def points(run: str, tag: str = "loss") -> dict[int, float]:
-        values = runs.GetAccumulator(run).Tensors(tag)
-        return {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in values}
+        return scalar_points(tiny_run, run, tag)
 
     assert list(points("train")) == list(points("val")) == [0, 20, 40]
     assert list(points("train", "loss/batch")) == [10, 20, 30, 40]
