@@ -200,8 +200,8 @@ class TensorBoardLogger:
 
         def write() -> None:
             folder.mkdir(exist_ok=True)
-            if not (folder / "labels.tsv").is_file():  # the same characters at every evaluation
-                write_atomic(folder / "labels.tsv", lambda tmp: tmp.write_text(names))
+            # rewritten each time: a directory left by a killed run may hold another vocabulary's
+            write_atomic(folder / "labels.tsv", lambda tmp: tmp.write_text(names))
             write_atomic(folder / f"{step:05d}.tsv", lambda tmp: tmp.write_text(tensors))
             config = projector_config(self.log_dir)
             write_atomic(self.log_dir / PROJECTOR_CONFIG, lambda tmp: tmp.write_text(config))
