@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -20,9 +21,12 @@ def visible(char: str) -> str:
     return VISIBLE.get(char, char)
 
 
-def attention_figure(maps: Sequence[torch.Tensor], chars: Sequence[str], title: str) -> Figure:
-    """One row per layer and one panel per head: maps[layer] is (n_head, T, T), the weights each
-    query (row, the character on the left) gives each key (column, the character below)."""
+def attention_figure(
+    maps: Sequence[torch.Tensor], chars: Sequence[str], title: str, first_layer: int = 0
+) -> Figure:
+    """One row per layer and one panel per head: maps[i] is (n_head, T, T), the weights each
+    query (row, the character on the left) gives each key (column, the character below), of the
+    layer numbered first_layer + i in the panels' titles."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no window
@@ -53,7 +57,7 @@ def attention_figure(maps: Sequence[torch.Tensor], chars: Sequence[str], title: 
             ax.set_xticks(range(T), labels, fontsize=6, family="monospace")
             ax.set_yticks(range(T), labels, fontsize=6, family="monospace")
             ax.tick_params(length=0, pad=1)
-            ax.set_title(f"layer {layer}, head {head}", fontsize=8)
+            ax.set_title(f"layer {first_layer + layer}, head {head}", fontsize=8)
             if head == 0:
                 ax.set_ylabel("query (predicting the next character)", fontsize=7)
             if layer == n_layers - 1:
@@ -62,3 +66,45 @@ def attention_figure(maps: Sequence[torch.Tensor], chars: Sequence[str], title: 
     fig.colorbar(image, cax=colorbar_axes, label="attention weight")
     fig.suptitle(title, fontsize=9, y=1 - 0.12 / height, va="top")  # above the panels' titles
     return fig
+
+
+class AttentionPictures:
+    """One layer's attention maps over a fixed probe text as a picture, redrawn at every
+    evaluation for TensorBoard. Only the weights and the title change between evaluations, so
+    each layer's figure is laid out and drawn once, and every later picture draws the new
+    weights and title over that saved drawing (matplotlib's blitting): a few milliseconds
+    instead of a second spent on the hundreds of character labels. The pixels are those of a
+    figure drawn afresh (tests/test_inspect.py)."""
+
+    def __init__(self, chars: Sequence[str]) -> None:
+        self.chars = list(chars)
+        self.layers: dict[int, tuple] = {}
+
+    def draw(self, layer: int, maps: torch.Tensor, title: str) -> np.ndarray:
+        """The picture of maps (n_head, T, T), the weights of `layer`: (height, width, 3) uint8."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        if layer not in self.layers:
+            figure = attention_figure([maps], self.chars, title, first_layer=layer)
+            canvas = FigureCanvasAgg(figure)
+            images = [ax.images[0] for ax in figure.axes if ax.images][: maps.size(0)]
+            # the frames lie over the pictures' edges, so they are drawn after them
+            changing = [figure._suptitle, *images]
+            changing += [spine for image in images for spine in image.axes.spines.values()]
+            for artist in changing:  # the saved drawing holds everything that stays
+                artist.set_visible(False)
+            canvas.draw()
+            background = canvas.copy_from_bbox(figure.bbox)
+            for artist in changing:
+                artist.set_visible(True)
+            self.layers[layer] = (figure, canvas, background, images)
+        figure, canvas, background, images = self.layers[layer]
+        canvas.restore_region(background)
+        for image, weights in zip(images, maps, strict=True):
+            image.set_data(weights.float().cpu().numpy())
+            image.axes.draw_artist(image)
+            for spine in image.axes.spines.values():
+                image.axes.draw_artist(spine)
+        figure._suptitle.set_text(title)
+        figure.draw_artist(figure._suptitle)
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -19,10 +19,11 @@ from torch.nn import functional as F
 import evaluate
 import sample
 import train
-from infra.figures import visible
+from infra.figures import AttentionPictures, attention_figure, visible
 from model import GPT, GPTConfig
 from model.attention_maps import attention_maps
 from model.scoring import exact_loss, window_plan
+from training.evaluation import histograms
 
 BLOCK = 16
 
@@ -89,6 +90,58 @@ def test_attention_maps_are_the_formula_from_each_layers_weights(pos_embedding):
         assert torch.all(maps[layer][..., above] == 0)  # exactly 0: the future is masked
         plain_average = torch.tril(torch.ones(BLOCK, BLOCK)) / torch.arange(1, BLOCK + 1)[:, None]
         assert (maps[layer] - plain_average).abs().max() > 0.2  # a test that could tell
+
+
+def test_tensorboards_picture_of_each_layer_is_titled_with_that_layers_number():
+    model = small_model("learned", n_layer=3)
+    idx = torch.tensor([list(range(10))])
+    pictures = AttentionPictures([visible(chr(65 + i)) for i in range(10)])
+    for layer, maps in enumerate(attention_maps(model, idx)):
+        pictures.draw(layer, maps[0], f"layer {layer}")
+        figure = pictures.layers[layer][0]
+        titles = [ax.get_title() for ax in figure.axes if ax.images and ax.get_title()]
+        assert titles == [f"layer {layer}, head {h}" for h in range(model.config.n_head)]
+
+
+def test_a_redrawn_attention_picture_has_the_pixels_of_one_drawn_afresh():
+    """The pictures after the first draw only the new weights and title over the saved
+    drawing: they must equal, pixel for pixel, a figure drawn from nothing."""
+    from torch.utils.tensorboard._utils import figure_to_image
+
+    chars = list("To be, or not")
+    pictures = AttentionPictures(chars)
+    generator = torch.Generator().manual_seed(0)
+    for step in (1, 2, 3):
+        maps = torch.rand(2, len(chars), len(chars), generator=generator).tril()
+        maps = maps / maps.sum(-1, keepdim=True)
+        title = f"layer 1 at iteration {step}"
+        redrawn = pictures.draw(1, maps, title)
+        fresh = figure_to_image(attention_figure([maps], chars, title, first_layer=1))
+        assert redrawn.shape == fresh.transpose(1, 2, 0).shape
+        assert (redrawn == fresh.transpose(1, 2, 0)).all(), f"pixels differ at step {step}"
+
+
+def test_histograms_counted_on_the_device_equal_numpys_over_the_same_buckets():
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(0)
+    tensors = {
+        "normal": torch.randn(1000, generator=generator),
+        "constant": torch.ones(7),
+        "wide": torch.randn(50, 3, generator=generator) * 100,
+        "broken": torch.tensor([1.0, float("nan")]),
+    }
+    result = histograms(tensors, bins=10)
+    assert set(result) == {"normal", "constant", "wide"}  # a non-finite tensor is left out
+    for name, h in result.items():
+        values = tensors[name].flatten().double().numpy()
+        assert (h.min, h.max, h.num) == (values.min(), values.max(), values.size)
+        assert h.sum == pytest.approx(values.sum(), rel=1e-5, abs=1e-4)
+        assert h.sum_squares == pytest.approx((values**2).sum(), rel=1e-5)
+        edges = np.concatenate(([h.min], h.bucket_limits))
+        expected, _ = np.histogram(values, bins=edges)
+        assert sum(h.bucket_counts) == values.size
+        assert np.abs(np.array(h.bucket_counts) - expected).max() <= 1  # float32 edges
 
 
 @pytest.mark.parametrize("n_tokens", [7, 40, 61])

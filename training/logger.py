@@ -8,10 +8,11 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -79,6 +80,22 @@ LAYOUT = {
         "training batches": ["Multiline", ["^loss/batch$"]],
     }
 }
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A histogram as TensorBoard stores it: the values' count, extremes, sum and sum of
+    squares, and buckets, each given by its right edge (the first starts at `min`)."""
+
+    min: float
+    max: float
+    num: int
+    sum: float
+    sum_squares: float
+    bucket_limits: list[float]
+    bucket_counts: list[float]
+
+
 PROJECTOR_DIR = "projector"  # the embedding at each evaluation: one TSV file per iteration
 PROJECTOR_CONFIG = "projector_config.pbtxt"
 
@@ -88,8 +105,8 @@ class Logger(Protocol):
 
     def scalar(self, name: str, value: float, step: int) -> None: ...  # name: a METRICS key
     def text(self, tag: str, text: str, step: int) -> None: ...
-    def figure(self, tag: str, figure: Any, step: int) -> None: ...
-    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None: ...
+    def image(self, tag: str, pixels: np.ndarray, step: int) -> None: ...  # (H, W, 3) uint8
+    def histogram(self, tag: str, histogram: Histogram, step: int) -> None: ...
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None: ...
     def hparams(self, hparams: dict[str, Any], metric_names: list[str]) -> None: ...
     def flush(self) -> None: ...
@@ -107,10 +124,10 @@ class NullLogger:
     def text(self, tag: str, text: str, step: int) -> None:
         pass
 
-    def figure(self, tag: str, figure: Any, step: int) -> None:
+    def image(self, tag: str, pixels: np.ndarray, step: int) -> None:
         pass
 
-    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
+    def histogram(self, tag: str, histogram: Histogram, step: int) -> None:
         pass
 
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
@@ -181,12 +198,13 @@ class TensorBoardLogger:
         indented = "\n".join("    " + line for line in text.splitlines())
         self._safely(lambda: self._writer("").add_text(tag, indented, step))
 
-    def figure(self, tag: str, figure: Any, step: int) -> None:
-        self._safely(lambda: self._writer("").add_figure(tag, figure, step, close=False))
+    def image(self, tag: str, pixels: np.ndarray, step: int) -> None:
+        self._safely(lambda: self._writer("").add_image(tag, pixels, step, dataformats="HWC"))
 
-    def histogram(self, tag: str, values: torch.Tensor, step: int) -> None:
-        rows = values.detach().float().cpu()
-        self._safely(lambda: self._writer("").add_histogram(tag, rows, step))
+    def histogram(self, tag: str, histogram: Histogram, step: int) -> None:
+        self._safely(
+            lambda: self._writer("").add_histogram_raw(tag, **asdict(histogram), global_step=step)
+        )
 
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
         """The rows of matrix for the PROJECTOR tab, one label each (tab-separated files, so a

@@ -17,10 +17,18 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
 from data import DataError, PreparedData, get_batch
+from infra.background import Background
 from infra.device import Runtime
+from infra.figures import AttentionPictures
 from model import GPT
 from training.config import ConfigError, TrainConfig
-from training.evaluation import estimate_loss, log_inside_the_model, probe_tokens, sample_text
+from training.evaluation import (
+    estimate_loss,
+    log_inside_the_model,
+    look_inside_the_model,
+    probe_tokens,
+    sample_text,
+)
 from training.logger import Console, Logger, NullLogger
 from training.mfu import peak_flops
 from training.optim import build_optimizers, set_learning_rates
@@ -93,6 +101,9 @@ class Trainer:
         self.best_val_loss = math.inf
         self.eval_losses: dict[str, float] = {}  # the latest evaluation, with its iteration
         self.probe = probe_tokens(config, data)
+        self.pictures = AttentionPictures([data.tokenizer.chars[i] for i in self.probe])
+        # checkpoints written and pictures drawn beside the training loop (infra/background.py)
+        self.background = Background()
         # dropout masks and batches differ between ranks
         torch.manual_seed(derived_seed(config.seed, "dropout", runtime.rank))
         self.batch_generator = torch.Generator().manual_seed(
@@ -214,14 +225,17 @@ class Trainer:
             )
 
     def save(self, best: bool = False) -> Path:
-        """last.pt (and best.pt) in out_dir. Every rank must call it; rank 0 writes."""
+        """last.pt (and best.pt) in out_dir. Every rank must call it; rank 0 copies the state to
+        the CPU, and the background thread writes it while training goes on (`self.background.
+        wait()` returns once it is on disk)."""
         rng_states = all_rng_states(self.runtime, self.batch_generator)
         last = self.out_dir / LAST
         if self.runtime.is_main:
             # best.pt first: a failure between the two writes leaves best.pt the newer, never a
             # best.pt older than what last.pt calls the best (see run.prepare_run for resuming)
             paths = [self.out_dir / BEST, last] if best else [last]
-            save_checkpoint(self.state_dict(rng_states), *paths)
+            state = cpu_copy(self.state_dict(rng_states))
+            self.background.submit(lambda: save_checkpoint(state, *paths))
         return last
 
     # ---- the loop -------------------------------------------------------------------------------
@@ -256,6 +270,7 @@ class Trainer:
                             self.save_and_stop(signals.signum)
             finally:
                 self.console.close_bar()
+                self.background.wait()  # the last checkpoint is on disk before the run goes on
                 self.logger.flush()
 
     def _due(self, interval: int) -> bool:
@@ -298,8 +313,14 @@ class Trainer:
         if cfg.sample_chars and rt.is_main:
             text = sample_text(self.model, self.data.tokenizer, cfg.sample_chars, cfg.seed, rt)
             self.logger.text("sample", text, step)
+        # the previous evaluation's writes end before this one's start: at most one in memory
+        self.background.wait()
         if cfg.inspect and self.logger.active:
-            log_inside_the_model(self.logger, self.model, self.probe, self.data.tokenizer, step)
+            inside = look_inside_the_model(self.model, self.probe, step)
+            tokenizer = self.data.tokenizer
+            self.background.submit(
+                lambda: log_inside_the_model(self.logger, inside, self.pictures, tokenizer)
+            )
         self.save(best=self.best_val_loss == losses["val"])
         self.logger.flush()
         self._restart_clock()
@@ -331,3 +352,22 @@ class Trainer:
         else:
             self.save()
         raise TrainingInterrupted(signum or signal.SIGTERM, self.out_dir / LAST)
+
+
+def cpu_copy(state: Any, copied: dict[int, torch.Tensor] | None = None) -> Any:
+    """state (nested dicts, lists and tuples) with every tensor copied to the CPU, so that the
+    copy keeps the values of this moment while training changes the originals. A tensor that
+    appears twice (the tied embedding and lm_head) is copied once and stays shared."""
+    copied = {} if copied is None else copied
+    if isinstance(state, torch.Tensor):
+        if id(state) not in copied:
+            copied[id(state)] = state.detach().to("cpu", copy=True)
+        return copied[id(state)]
+    if isinstance(state, dict):
+        result = type(state)((key, cpu_copy(value, copied)) for key, value in state.items())
+        if hasattr(state, "_metadata"):  # a module's state dict: its layout versions
+            result._metadata = state._metadata
+        return result
+    if isinstance(state, list | tuple):
+        return type(state)(cpu_copy(value, copied) for value in state)
+    return state
