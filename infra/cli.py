@@ -52,11 +52,12 @@ def parse_value(key: str, tp: Any, value: Any, source: str) -> Any:
     text = value if isinstance(value, str) else None
     if optional and (value is None or (text is not None and text.lower() in ("none", "null"))):
         return None
+    if optional and tp is bool and text is not None and text.lower() == "auto":
+        return None  # a choice left to the program: null and auto say the same
     if tp is Path:
         tp = str
-    bad = ConfigError(
-        f"{source}: {key} expects {_TYPE_NAMES[tp]}{' or null' if optional else ''}, got {value!r}"
-    )
+    unset = " or auto" if optional and tp is bool else " or null" if optional else ""
+    bad = ConfigError(f"{source}: {key} expects {_TYPE_NAMES[tp]}{unset}, got {value!r}")
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -8,8 +8,10 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 import pytest
+import torch
 
 import train
+from infra.device import COMPILE_REPAID_AFTER, decide_compile
 from model import GPTConfig
 from training.config import (
     ARCHITECTURE_KEYS,
@@ -21,6 +23,7 @@ from training.config import (
     parse_args,
 )
 from training.schedule import get_lr
+from training.trainer import run_work
 
 
 def write_yaml(tmp_path: Path, text: str) -> str:
@@ -60,6 +63,37 @@ def test_config_is_found_by_name_in_configs_dir():
 def test_booleans_accept_values_and_no_prefix(argv, expected, tmp_path):
     config_file = write_yaml(tmp_path, f"compile: {str(not expected).lower()}\n")
     assert parse_args(["--config", config_file, *argv]).config.compile is expected
+
+
+@pytest.mark.parametrize("given", [["--compile", "auto"], ["--compile=null"], []])
+def test_compile_is_auto_unless_given_and_auto_is_null(given, tmp_path):
+    assert parse_args(["--config", "tiny", *given]).config.compile is None
+    config_file = write_yaml(tmp_path, "compile: auto\n")
+    assert parse_args(["--config", config_file]).config.compile is None
+
+
+@pytest.mark.parametrize(
+    "setting, device, work, compiled",
+    [
+        (None, "cpu", 10**6, False),  # auto: never on the CPU, however long the run
+        (None, "mps", 10**6, False),
+        (None, "cuda", COMPILE_REPAID_AFTER, True),
+        (None, "cuda", COMPILE_REPAID_AFTER - 1, False),
+        (True, "cpu", 1, True),  # true and false force it
+        (False, "cuda", 10**6, False),
+    ],
+)
+def test_compile_auto_compiles_on_cuda_only_when_the_run_repays_it(setting, device, work, compiled):
+    chosen, reason = decide_compile(setting, torch.device(device), work)
+    assert chosen is compiled
+    assert reason.startswith("auto" if setting is None else "requested")
+
+
+def test_a_runs_work_counts_its_steps_and_a_third_of_each_evaluation_batch(tiny_config):
+    config = tiny_config(max_iters=100, eval_interval=25, eval_iters=3)
+    # 100 steps; evaluations at 0, 25, 50, 75, 100, each 3 batches of each split
+    assert run_work(config, start=0) == 100 + 5 * 2 * 3 / 3
+    assert run_work(config, start=50) == 50 + 3 * 2 * 3 / 3  # a resumed run: what is left
 
 
 def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):

@@ -141,10 +141,15 @@ def test_resume_continues_the_same_run(tiny_argv, tmp_path):
 @pytest.mark.slow
 def test_compiled_model_trains_and_its_checkpoint_holds_plain_weights(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv("--device", DEVICE, "--compile", "--max_iters", "20")) == 0
-    assert ", compiled" in capsys.readouterr().out
+    assert ", compiled (requested)" in capsys.readouterr().out
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert not any(name.startswith("_orig_mod") for name in checkpoint["model"])
     assert checkpoint["best_val_loss"] < 3.7  # learnt something: ln(65) is 4.17
+
+
+def test_compile_auto_leaves_a_short_run_eager_on_cuda(tiny_argv, capsys):
+    assert train.main(tiny_argv("--device", DEVICE, "--max_iters", "20")) == 0
+    assert ", eager (auto: a run of ~" in capsys.readouterr().out
 
 
 @pytest.mark.slow

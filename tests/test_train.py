@@ -48,6 +48,7 @@ def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tm
     assert {"last.pt", "best.pt", "config.yaml"} <= {p.name for p in run_dir.iterdir()}
     printed = capsys.readouterr().out
     assert "tokens per iteration: 1 micro-step x 1 process x 8 batch x 32 block = 256" in printed
+    assert "eager (auto: eager on cpu" in printed  # compile: auto never compiles on a CPU
     assert "n_layer: 2" in printed  # the resolved config is printed ...
     assert "n_layer: 2" in (run_dir / "config.yaml").read_text()  # ... and saved
 

@@ -63,7 +63,11 @@ class TrainConfig(GPTConfig):
         "fp32 on MPS), float32, bfloat16 or float16",
         choices=DTYPE_NAMES,
     )
-    compile: bool = option(False, "wrap the model in torch.compile")
+    compile: bool | None = option(
+        None,
+        "wrap the model in torch.compile: true, false, or auto (null): on CUDA when the run is "
+        "long enough to repay the compile time, never on the CPU or MPS",
+    )
     dist_timeout: float = option(
         DEFAULT_DIST_TIMEOUT,
         "under torchrun: seconds a process waits for the others in a collective before the job "

@@ -278,7 +278,8 @@ def describe(trainer: Trainer, rt: Runtime, console: Console) -> None:
     reason = f" ({rt.dtype_reason})" if rt.dtype_reason else ""
     console.print(
         f"device {rt.device}, autocast {str(rt.dtype).removeprefix('torch.')}{reason}, "
-        f"{count(rt.world_size, 'process')}{', compiled' if cfg.compile else ''}"
+        f"{count(rt.world_size, 'process')}, "
+        f"{'compiled' if trainer.compiled else 'eager'} ({trainer.compile_reason})"
     )
     console.print(f"model: {trainer.model.num_params() / 1e6:.2f}M parameters")
     console.print(f"optimizer: {describe_optimizers(trainer.optimizers)}")

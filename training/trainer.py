@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
 from data import DataError, PreparedData, get_batch
 from infra.background import Background
-from infra.device import Runtime
+from infra.device import Runtime, decide_compile
 from infra.figures import AttentionPictures
 from model import GPT
 from training.config import ConfigError, TrainConfig
@@ -84,7 +84,10 @@ class Trainer:
         # torch.compile when asked; evaluations run it. train_model: what the training step runs,
         # compiled_model wrapped in DDP under torchrun (DDP all-reduces its gradients).
         self.model = GPT(config.model_config(data.tokenizer.vocab_size)).to(device)
-        self.compiled_model = torch.compile(self.model) if config.compile else self.model
+        self.compiled, self.compile_reason = decide_compile(
+            config.compile, device, run_work(config, checkpoint["iter_num"] if checkpoint else 0)
+        )
+        self.compiled_model = torch.compile(self.model) if self.compiled else self.model
         self.train_model = self.compiled_model
         if runtime.distributed:
             device_ids = [device.index] if device.index is not None else None
@@ -352,6 +355,15 @@ class Trainer:
         else:
             self.save()
         raise TrainingInterrupted(signum or signal.SIGTERM, self.out_dir / LAST)
+
+
+def run_work(config: TrainConfig, start: int) -> float:
+    """What is left of a run from iteration `start`, in training micro-steps: each optimizer
+    step's micro-batches, and every evaluation batch as a third of one (a forward pass without
+    the backward)."""
+    steps = max(0, config.max_iters - start)
+    evaluation_batches = (steps // config.eval_interval + 1) * 2 * config.eval_iters
+    return steps * config.gradient_accumulation_steps + evaluation_batches / 3
 
 
 def cpu_copy(state: Any, copied: dict[int, torch.Tensor] | None = None) -> Any:
