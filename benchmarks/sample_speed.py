@@ -5,8 +5,9 @@
 
 Prints one row per batch size: the cached and the plain (full forward per character) speeds and
 their ratio, for --new characters from a one-character prompt, sampled at temperature 1. Then the
-time of one cached step at batch 1 two ways, to show what packing the weights (model/packed.py)
-buys: GPT.forward with the cache and whole weights, and the packed copy generation steps on.
+time of one cached step at batch 1: GPT.forward with the cache, and the step generation takes on
+this device: on the CPU the copy packed for matrix-vector products (model/packed.py), on CUDA
+the step replayed as a CUDA graph (model/graphed.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from infra.cli import option, parse_into
 from infra.device import resolve_device, synchronize
 from infra.errors import run_main
 from model import GPT, GPTConfig, KVCache, generate
+from model.graphed import GraphedStep
 from model.packed import one_token_step, pack_linears, threads
 
 
@@ -68,12 +70,13 @@ def step_ms(model: GPT, step, repeats: int, filled: int, steps: int = 100) -> fl
     for _ in range(repeats):
         cache = KVCache(model.config.n_layer, model.config.block_size)
         model(tokens, kv_cache=cache)
+        step(tokens[:, -1], cache)  # untimed: a CUDA graph is recorded at its first step
         synchronize(device)
         start = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(steps - 1):
             step(tokens[:, -1], cache)
         synchronize(device)
-        best = min(best, (time.perf_counter() - start) / steps * 1e3)
+        best = min(best, (time.perf_counter() - start) / (steps - 1) * 1e3)
     return best
 
 
@@ -98,13 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     for batch in args.batch:
         cached, plain = chars_per_second(model, batch, args.new, args.repeats)
         print(f"{batch:>5} | {cached:>18,.0f} | {plain:>18,.0f} | {cached / plain:6.1f}x")
-    packed = pack_linears(model)  # as generation builds it on the CPU
-    ways = {
-        "GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache),
-        f"packed: {packed.packed} of {4 * c.n_layer} weights in {threads()} pieces": (
-            lambda t, cache: one_token_step(packed, t, cache)
-        ),
-    }
+    ways = {"GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache)}
+    if device.type == "cpu":
+        packed = pack_linears(model)  # as generation builds it on the CPU
+        name = f"packed: {packed.packed} of {4 * c.n_layer} weights in {threads()} pieces"
+        ways[name] = lambda t, cache: one_token_step(packed, t, cache)
+    if device.type == "cuda":
+        ways["replayed as a CUDA graph"] = GraphedStep(model)  # as generation does on CUDA
     filled = c.block_size // 2  # the window's fill right after a jump
     print(f"one cached step at batch 1, position {filled} on:")
     for name, step in ways.items():

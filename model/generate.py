@@ -17,12 +17,13 @@ longer than block_size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch.nn import functional as F
 
 from model.gpt import GPT
+from model.graphed import GraphedStep
 from model.kv_cache import KVCache
 from model.packed import one_token_step, pack_linears
 
@@ -68,33 +69,44 @@ def sample_next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
+def one_token_step_for(model: GPT) -> Callable[[torch.Tensor, KVCache], torch.Tensor]:
+    """The fastest one-token step where the model lives, each tested against the plain path: on
+    the CPU a copy of the model packed for matrix-vector products (model/packed.py), on CUDA
+    the step replayed as a CUDA graph (model/graphed.py), elsewhere GPT.forward itself."""
+    device = next(model.parameters()).device
+    if device.type == "cpu":
+        packed = pack_linears(model)
+        return lambda tokens, cache: one_token_step(packed, tokens, cache)
+    if device.type == "cuda":
+        return GraphedStep(model)
+    return lambda tokens, cache: model(tokens[:, None], kv_cache=cache)[0][:, -1]
+
+
 class Stepper:
     """The logits for the next token of a growing sequence, with or without a cache: it keeps the
     context window's start and, when caching, the window's keys and values. A window's first pass
-    is GPT.forward over all of it; each token after that is one position's forward pass, on the
-    CPU through a copy of the model packed for matrix-vector products (model/packed.py)."""
+    is GPT.forward over all of it; each token after that is one position's step, `one_token`
+    (one_token_step_for's choice)."""
 
     def __init__(self, model: GPT, use_kv_cache: bool) -> None:
         self.model = model
         self.use_kv_cache = use_kv_cache
-        on_cpu = next(model.parameters()).device.type == "cpu"
-        self.step_model = pack_linears(model) if use_kv_cache and on_cpu else model
+        self.one_token = one_token_step_for(model) if use_kv_cache else None
         self.start: int | None = None
-        self.cache: KVCache | None = None
+        self.cache = KVCache(model.config.n_layer, model.config.block_size)
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         """Logits (B, V) for the token after idx (B, T)."""
-        block_size = self.model.config.block_size
-        new_start = window_start(idx.size(1), self.start, block_size)
+        new_start = window_start(idx.size(1), self.start, self.model.config.block_size)
         if new_start != self.start:
-            self.start, self.cache = new_start, None  # a new window: every position changed
+            self.start = new_start
+            self.cache.reset()  # a new window: every position changed
         if not self.use_kv_cache:
             logits, _ = self.model(idx[:, self.start :])
-        elif self.cache is None:  # fill the cache with the whole window
-            self.cache = KVCache(self.model.config.n_layer, block_size)
+        elif self.cache.length == 0:  # fill the cache with the whole window
             logits, _ = self.model(idx[:, self.start :], kv_cache=self.cache)
         else:  # only the newest token is not cached yet
-            return one_token_step(self.step_model, idx[:, -1], self.cache)
+            return self.one_token(idx[:, -1], self.cache)
         return logits[:, -1, :]
 
 

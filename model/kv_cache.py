@@ -44,3 +44,16 @@ class KVCache:
     @property
     def length(self) -> int:
         return self.layers[0].length
+
+    def advance(self, n: int) -> None:
+        """Count n positions that a step wrote into the buffers itself (model/graphed.py)."""
+        for layer in self.layers:
+            if layer.length + n > layer.capacity:
+                raise ValueError(f"KV cache holds {layer.capacity} positions")
+            layer.length += n
+
+    def reset(self) -> None:
+        """Empty, keeping the buffers: a new window refills them in place, so a recorded CUDA
+        graph that reads them stays valid."""
+        for layer in self.layers:
+            layer.length = 0

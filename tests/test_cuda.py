@@ -24,7 +24,9 @@ import train
 from checkpoint import load_checkpoint
 from infra.device import setup_runtime
 from model import GPT, GPTConfig, generate
+from model.generate import one_token_step_for
 from model.gpt import causal_attention_math, causal_attention_sdpa
+from model.graphed import GraphedStep
 from training.trainer import Trainer
 
 DEVICE = "cuda"
@@ -71,15 +73,21 @@ def test_training_attention_runs_on_flash_and_equals_the_formula(dtype):
     torch.testing.assert_close(observed.float(), expected, atol=2e-2, rtol=0)
 
 
-def test_kv_cache_gives_the_plain_paths_tokens():
+@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_kv_cache_replayed_as_a_cuda_graph_gives_the_plain_paths_tokens(pos_embedding, dtype):
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    config = GPTConfig(
+        vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32, pos_embedding=pos_embedding
+    )
     model = GPT(config).to(DEVICE).eval()
+    assert isinstance(one_token_step_for(model), GraphedStep)
     prompt = torch.zeros(2, 1, dtype=torch.long, device=DEVICE)
 
     def tokens(use_kv_cache: bool) -> torch.Tensor:
         generator = torch.Generator(device=DEVICE).manual_seed(3)
-        return generate(model, prompt, 40, generator=generator, use_kv_cache=use_kv_cache)
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            return generate(model, prompt, 40, generator=generator, use_kv_cache=use_kv_cache)
 
     assert torch.equal(tokens(True), tokens(False))  # 40 > block 16: past two window jumps
 

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 import sample
 from model import GPT, GPTConfig, generate, sample_next_token
 from model.generate import Stepper, window_start
+from model.graphed import StaticStep
 
 BLOCK = 16
 
@@ -46,6 +47,33 @@ def test_cached_logits_equal_a_fresh_forward_over_the_window(pos_embedding, prom
         torch.testing.assert_close(cached.logits(idx), expected, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(plain.logits(idx), expected, atol=1e-5, rtol=1e-5)
         idx = torch.cat((idx, torch.randint(0, 65, (2, 1))), dim=1)
+
+
+@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
+@torch.inference_mode()
+def test_the_step_a_cuda_graph_records_gives_the_plain_paths_logits_and_tokens(pos_embedding):
+    """StaticStep is the step GraphedStep records on a GPU (a tensor position, attention over
+    the whole cache with later keys masked): here it runs on the CPU, without a graph, past
+    several jumps of the window, against the plain path's fresh forward passes."""
+    torch.manual_seed(0)
+    config = GPTConfig(
+        vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32, pos_embedding=pos_embedding
+    )
+    model = GPT(config).eval()
+    static, plain = Stepper(model, use_kv_cache=True), Stepper(model, use_kv_cache=False)
+    static.one_token = StaticStep(model)
+    idx = torch.randint(0, 65, (2, 3))
+    generators = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for _ in range(3 * BLOCK):
+        expected = plain.logits(idx)
+        logits = static.logits(idx)
+        torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+        drawn = [
+            sample_next_token(x, 1.0, generator=g)
+            for x, g in zip((logits, expected), generators, strict=True)
+        ]
+        assert torch.equal(*drawn)
+        idx = torch.cat((idx, drawn[0]), dim=1)
 
 
 def test_context_window_jumps_to_keep_the_newest_half():
