@@ -29,7 +29,8 @@ from common import cpu_name
 from infra.device import NATIVE_BF16_ENV, cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parent.parent
-RECORDS_DIR = ROOT / "records"
+# CHARGPT_RECORDS_DIR puts them elsewhere (a dry run of gpu_report.py, the tests)
+RECORDS_DIR = Path(os.environ.get("CHARGPT_RECORDS_DIR") or ROOT / "records")
 
 # The kinds of machine the tables have a column or a section for.
 AVX2 = "AVX2 CPU"
@@ -121,7 +122,8 @@ def write_record(benchmark: str, label: str, figures: dict[str, Any], device: st
     RECORDS_DIR.mkdir(exist_ok=True)
     path = RECORDS_DIR / f"{now:%Y-%m-%dT%H%M%S}-{benchmark}-{label}-{slug}.json"
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
-    print(f"record: {path.relative_to(ROOT)}")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    print(f"record: {shown}")
     return path
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from common import machine_line
+from recording import write_record
 
 from checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
 from infra.cli import option, parse_into
@@ -98,9 +99,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{model.num_params() / 1e6:.1f}M parameters; {args.new} new characters, fp32"
     )
     print(f"{'batch':>5} | {'KV cache (chars/s)':>18} | {'no cache (chars/s)':>18} | speed-up")
+    rows = []
     for batch in args.batch:
         cached, plain = chars_per_second(model, batch, args.new, args.repeats)
         print(f"{batch:>5} | {cached:>18,.0f} | {plain:>18,.0f} | {cached / plain:6.1f}x")
+        rows.append({"batch": batch, "cached_chars_per_sec": cached, "plain_chars_per_sec": plain})
     ways = {"GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache)}
     if device.type == "cpu":
         packed = pack_linears(model)  # as generation builds it on the CPU
@@ -110,8 +113,17 @@ def main(argv: list[str] | None = None) -> None:
         ways["replayed as a CUDA graph"] = GraphedStep(model)  # as generation does on CUDA
     filled = c.block_size // 2  # the window's fill right after a jump
     print(f"one cached step at batch 1, position {filled} on:")
+    steps = {}
     for name, step in ways.items():
-        print(f"  {name:<40} {step_ms(model, step, args.repeats, filled):6.2f} ms")
+        steps[name] = step_ms(model, step, args.repeats, filled)
+        print(f"  {name:<40} {steps[name]:6.2f} ms")
+    figures = {
+        "model": "trained" if args.ckpt else "shakespeare_char-size",
+        "new": args.new,
+        "rows": rows,
+        "step_ms": steps,
+    }
+    write_record("sample_speed", f"batch{'-'.join(map(str, args.batch))}", figures, str(device))
 
 
 if __name__ == "__main__":

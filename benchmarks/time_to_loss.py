@@ -10,7 +10,8 @@ which an evaluation first reported val loss <= target (or that none did), the wh
 time, the final and best val loss (the trainer's estimates), the exact val loss the run ends with,
 the median training tokens/s (and on known GPUs the median MFU train.py logs), and peak memory
 (the process's maximum RSS on the CPU; torch.cuda.max_memory_allocated on CUDA). Then the median and
-the spread (min to max) over the seeds.
+the spread (min to max) over the seeds. Every evaluation line is echoed as it comes, with the
+seconds since its process was launched.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def run_once(config: str, target: float, seed: int, extra: list[str], keep: Path
         for line in process.stdout:
             now = time.perf_counter() - start
             if match := EVAL_LINE.match(line):
+                print(f"{now:8.1f} s  {line.rstrip()}", flush=True)  # a cut-short run's story
                 val = float(match.group(3))
                 vals.append(val)
                 if reached is None and val <= target:
@@ -141,7 +143,7 @@ HEADER = (
 )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     # everything after `--` goes to train.py as it is
     argv = sys.argv[1:] if argv is None else argv
     cut = argv.index("--") if "--" in argv else len(argv)
@@ -177,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     label = args.config if not extra else f"{args.config}-ablation"
     figures = {"config": args.config, "target": args.target, "extra": extra}
     write_record("time_to_loss", label, {**figures, "runs": [asdict(r) for r in runs]})
+    failed = [r.seed for r in runs if r.returncode]
+    if failed:
+        print(f"train.py failed for seed(s) {', '.join(map(str, failed))}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Takes every train.py key as an option. Times Trainer.train_step (forward, backwa
 optimizer step) on random windows of the corpus, after warm-up steps, and prints tokens/s, the
 model FLOPs it achieves (6N + 12·L·C·T per token, as nanoGPT counts them) and, on the CPU, the
 fraction of the machine's fp32 matrix-product ceiling, measured here as a 2048x2048 fp32 product.
+Writes a record under records/.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 from common import machine_line
+from recording import write_record
 
 from data import load_dataset
 from infra.cli import Parser, fields_of, option
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     namespace = parser.parse(argv)
     args = SpeedOptions(**fields_of(SpeedOptions, namespace))
     overrides = fields_of(TrainConfig, namespace)
-    config, _ = resolve_config(
+    config, name = resolve_config(
         namespace.config, {**overrides, "tensorboard": False, "out_dir": "out/train_speed"}
     )
     runtime = setup_runtime(config.device, config.dtype)
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         f"shape: {config.n_layer} layers, {config.n_head} heads, {config.n_embd} channels, "
         f"block {config.block_size}, batch {config.batch_size} x {trainer.accum_steps}; "
         f"{trainer.model.num_params() / 1e6:.2f}M parameters; "
-        f"dtype {str(runtime.dtype).removeprefix('torch.')}, compile {config.compile}"
+        f"dtype {str(runtime.dtype).removeprefix('torch.')}, "
+        f"{'compiled' if trainer.compiled else 'eager'} ({trainer.compile_reason})"
     )
     print(
         f"step: {1000 * tokens_per_step / tokens_per_sec:.1f} ms for {tokens_per_step:,} tokens "
@@ -95,6 +98,17 @@ def main(argv: list[str] | None = None) -> None:
             f"fp32 2048x2048 matmul ceiling here: {ceiling / 1e9:.0f} GFLOP/s; "
             f"the step reaches {100 * flops / ceiling:.0f}% of it"
         )
+    compiled = "compiled" if trainer.compiled else "eager"
+    figures = {
+        "config": name,
+        "compiled": trainer.compiled,
+        "dtype": str(runtime.dtype).removeprefix("torch."),
+        "step_ms": 1000 * tokens_per_step / tokens_per_sec,
+        "tokens_per_step": tokens_per_step,
+        "tokens_per_sec": tokens_per_sec,
+        "model_gflops": flops / 1e9,
+    }
+    write_record("train_speed", f"{name}-{compiled}", figures, device=str(runtime.device))
     teardown_runtime()
 
 

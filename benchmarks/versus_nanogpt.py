@@ -3,7 +3,9 @@
     git clone https://github.com/karpathy/nanoGPT ../nanoGPT     # checked against 3adf61e
     python benchmarks/versus_nanogpt.py --nanogpt ../nanoGPT --config cpu_fast --pairs 3
 
-Each pair runs nanoGPT's `train.py` with the CPU recipe of its README ("I only have a macbook":
+With --recipe gpu, nanoGPT runs its own GPU recipe (`config/train_shakespeare_char.py`, compiled)
+and this project's config on the GPU, with target 1.47 as a rule. Each pair runs nanoGPT's
+`train.py` with the CPU recipe of its README ("I only have a macbook":
 4 layers, 4 heads, 128 channels, block 64, batch 12, 2000 iterations, dropout 0), then this
 project's `train.py --config CONFIG` with the next seed, one after the other, so that both see
 the machine in the same state. For each it clocks the whole process from its launch (Python
@@ -52,6 +54,9 @@ NANOGPT_CPU_RECIPE = [
     "--lr_decay_iters=2000",
     "--dropout=0.0",
 ]
+# nanoGPT's README: `python train.py config/train_shakespeare_char.py` on one GPU (compiled)
+NANOGPT_GPU_RECIPE = ["config/train_shakespeare_char.py"]
+RECIPES = {"cpu": NANOGPT_CPU_RECIPE, "gpu": NANOGPT_GPU_RECIPE}
 NANOGPT_EVAL = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
 # prepare.py imports requests for a download it does not need when input.txt is there
 PREPARE_OFFLINE = (
@@ -64,6 +69,9 @@ PREPARE_OFFLINE = (
 class VersusOptions:
     nanogpt: str = option(help="a checkout of karpathy/nanoGPT (its train.py, model.py, data/)")
     config: str = option("cpu_fast", "this project's config to race")
+    recipe: str = option(
+        "cpu", "nanoGPT's recipe: cpu (its README's) or gpu", choices=("cpu", "gpu")
+    )
     target: float = option(1.886, "val loss to reach (nanoGPT's CPU recipe ends near it)")
     pairs: int = option(3, "nanoGPT runs, each followed by one of ours")
     first_seed: int = option(1337, "our seed in the first pair; the next pairs add 1")
@@ -91,13 +99,14 @@ def prepared_copy(checkout: Path, corpus: Path, where: Path) -> Path:
     return work
 
 
-def run_nanogpt(work: Path, target: float) -> NanoRun:
-    command = [sys.executable, "train.py", *NANOGPT_CPU_RECIPE, f"--out_dir={work / 'out'}"]
+def run_nanogpt(work: Path, target: float, recipe: list[str]) -> NanoRun:
+    command = [sys.executable, "train.py", *recipe, f"--out_dir={work / 'out'}"]
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, text=True)
     reached, vals = None, []
     for line in process.stdout:
         if match := NANOGPT_EVAL.match(line):
+            print(f"{time.perf_counter() - start:8.1f} s  nanoGPT {line.rstrip()}", flush=True)
             vals.append(float(match.group(3)))
             if reached is None and vals[-1] <= target:
                 reached = time.perf_counter() - start
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
             "give --corpus PATH"
         )
     check_shakespeare(corpus)
-    print(machine_line("cpu"))
+    device = "cuda" if options.recipe == "gpu" else "cpu"
+    print(machine_line(device))
     print(
         f"nanoGPT {checkout} (checked against {NANOGPT_COMMIT}) against --config "
         f"{options.config}, target val loss {options.target}"
@@ -133,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="versus-nanogpt-") as tmp:
         work = prepared_copy(checkout, corpus, Path(tmp))
         for i in range(options.pairs):
-            theirs = run_nanogpt(work, options.target)
+            theirs = run_nanogpt(work, options.target, RECIPES[options.recipe])
             reached = f"{theirs.seconds_to_target:.1f}" if theirs.seconds_to_target else "never"
             print(
                 f"pair {i + 1}: nanoGPT to target {reached} s, whole {theirs.wall:.1f} s, "
@@ -161,10 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         "config": options.config,
         "target": options.target,
         "nanogpt_commit": NANOGPT_COMMIT,
-        "nanogpt_recipe": NANOGPT_CPU_RECIPE,
+        "nanogpt_recipe": RECIPES[options.recipe],
         "pairs": pairs,
     }
-    write_record("versus_nanogpt", options.config, figures)
+    write_record("versus_nanogpt", options.config, figures, device=device)
 
 
 if __name__ == "__main__":

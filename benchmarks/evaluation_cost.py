@@ -1,0 +1,160 @@
+"""What an evaluation costs the training loop beyond its loss estimate, phase by phase.
+
+    python benchmarks/evaluation_cost.py --config shakespeare_char --device cuda
+    python benchmarks/evaluation_cost.py --config shakespeare_char --device cpu --eval_iters 1
+
+Builds the config's Trainer, writing TensorBoard files and checkpoints into a temporary
+directory, and runs --evaluations evaluations, one after every training step (the worst case:
+the background work of one evaluation has a single step to hide behind). Each phase the trainer
+calls is timed where it runs, the device synchronised around it:
+
+- in the training thread: the loss estimate (the evaluation's purpose, not counted as extra),
+  the sample, looking inside the model (attention maps, histograms counted on the device, the
+  embedding, copied off it), the checkpoint's copy to the CPU, and any wait for the previous
+  evaluation's background work;
+- in the background thread: drawing and writing TensorBoard's views, and writing the checkpoint.
+
+Then the extra share of the config's own run (its max_iters and eval_interval, at the training
+step's time measured here): the training thread's extra per evaluation, plus whatever part of the
+background work would not fit in the steps between two evaluations, over the run's wall time.
+Takes every train.py key as an option; writes a record under records/.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from common import machine_line
+from recording import write_record
+
+import training.trainer
+from data import load_dataset
+from infra.background import Background
+from infra.cli import Parser, fields_of, option
+from infra.device import setup_runtime, teardown_runtime
+from infra.errors import run_main
+from training.config import TrainConfig, add_config_options, resolve_config
+from training.logger import TensorBoardLogger
+from training.trainer import Trainer
+
+# (where the trainer looks the phase up, its name there, the name printed)
+TRAINING_THREAD = [
+    (training.trainer, "estimate_loss", "loss estimate"),
+    (training.trainer, "sample_text", "sample"),
+    (training.trainer, "look_inside_the_model", "look inside (device)"),
+    (Trainer, "save", "checkpoint copy to CPU"),
+    (Background, "wait", "wait for background"),
+]
+BACKGROUND_THREAD = [
+    (training.trainer, "log_inside_the_model", "draw and write views"),
+    (training.trainer, "save_checkpoint", "write checkpoint"),
+]
+
+
+@dataclass(frozen=True)
+class CostOptions:
+    evaluations: int = option(6, "evaluations timed (after one untimed)")
+
+
+def timing(owner: object, name: str, label: str, seconds: dict, sync) -> None:
+    """Replace owner.name with the same function, timed into seconds[label]."""
+    original = getattr(owner, name)
+
+    @functools.wraps(original)
+    def timed(*args, **kwargs):
+        sync()
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            sync()
+            seconds[label].append(time.perf_counter() - start)
+
+    setattr(owner, name, timed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = Parser(__doc__.split("\n")[0])
+    parser.add_fields(CostOptions)
+    add_config_options(parser)
+    namespace = parser.parse(argv)
+    args = CostOptions(**fields_of(CostOptions, namespace))
+    overrides = fields_of(TrainConfig, namespace)
+    with tempfile.TemporaryDirectory() as out_dir:
+        config, name = resolve_config(namespace.config, {**overrides, "out_dir": out_dir})
+        runtime = setup_runtime(config.device, config.dtype)
+        data = load_dataset(config.dataset, config.data_path, config.data_dir)
+        trainer = Trainer(config, runtime, data)
+        trainer.logger = TensorBoardLogger(out_dir)
+        seconds: dict[str, list[float]] = defaultdict(list)
+        for owner, attribute, label in TRAINING_THREAD + BACKGROUND_THREAD:
+            timing(owner, attribute, label, seconds, runtime.synchronize)
+        steps = []
+        for i in range(args.evaluations + 1):
+            runtime.synchronize()
+            start = time.perf_counter()
+            trainer.train_step(trainer.train_batches)
+            runtime.synchronize()
+            steps.append(time.perf_counter() - start)
+            if i == 0:  # untimed: the first evaluation lays out the pictures, warms up kernels
+                trainer.evaluate_and_checkpoint()
+                trainer.background.wait()
+                seconds.clear()
+                continue
+            trainer.evaluate_and_checkpoint()
+        trainer.background.wait()
+        trainer.logger.close()
+        teardown_runtime()
+
+    def per_evaluation(label: str) -> float:  # seconds, median over the timed evaluations
+        values = seconds.get(label, [])
+        return statistics.median(values) * len(values) / args.evaluations if values else 0.0
+
+    step = statistics.median(steps[1:])
+    print(machine_line(runtime.device))
+    print(
+        f"config {name}: {config.n_layer} layers, {config.n_embd} channels, batch "
+        f"{config.batch_size} x {config.block_size}, eval_iters {config.eval_iters}, sample_chars "
+        f"{config.sample_chars}, inspect {config.inspect}; a training step {1000 * step:.1f} ms"
+    )
+    phases = {}
+    for thread, table in (("training", TRAINING_THREAD), ("background", BACKGROUND_THREAD)):
+        print(f"{thread} thread, per evaluation (median of {args.evaluations}):")
+        for _, _, label in table:
+            phases[label] = per_evaluation(label)
+            print(f"  {label:<26} {1000 * phases[label]:9.1f} ms")
+    loss = phases["loss estimate"]
+    # what the training thread spends besides the loss estimate, waits aside: in a real run the
+    # background work has eval_interval steps to hide behind
+    extra = sum(phases[label] for _, _, label in TRAINING_THREAD[1:-1])
+    background = sum(phases[label] for _, _, label in BACKGROUND_THREAD)
+    interval = config.eval_interval * step
+    stall = max(0.0, background - interval)
+    evaluations = config.max_iters // config.eval_interval + 1
+    wall = config.max_iters * step + evaluations * (loss + extra + stall)
+    share = evaluations * (extra + stall) / wall
+    print(
+        f"{name}'s run here: {config.max_iters} steps x {1000 * step:.1f} ms, {evaluations} "
+        f"evaluations; beyond their loss estimates they cost {1000 * (extra + stall):.0f} ms each "
+        f"({1000 * stall:.0f} ms of it waiting for background work longer than "
+        f"{config.eval_interval} steps): {100 * share:.1f}% of the run's wall time"
+    )
+    figures = {
+        "config": name,
+        "step_ms": 1000 * step,
+        "phases_ms": {label: 1000 * value for label, value in phases.items()},
+        "extra_ms_per_evaluation": 1000 * (extra + stall),
+        "extra_share": share,
+        "overrides": {k: v for k, v in overrides.items() if k != "out_dir"},
+    }
+    write_record("evaluation_cost", name, figures, device=str(runtime.device))
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog="evaluation_cost.py"))
