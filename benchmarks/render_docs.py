@@ -37,6 +37,7 @@ CONFIG_PURPOSE = {
     "cpu_fast": "nanoGPT's CPU quality in about a third of its time",
     "nanogpt_cpu": "nanoGPT's CPU recipe, key for key: the baseline",
     "shakespeare_char": "the GPU recipe: nanoGPT's `train_shakespeare_char`",
+    "gpu_fast": "nanoGPT's GPU quality in half its time, on one GPU",
     "tiny": "tests and smoke runs",
 }
 
@@ -298,7 +299,89 @@ def render_explorer(records: list[Record], prefix: str) -> str:
     )
 
 
+def render_evaluation_cost(records: list[Record], prefix: str) -> str:
+    rows = []
+    for record in records:
+        if record["benchmark"] != "evaluation_cost":
+            continue
+        if record is not newest(
+            records, benchmark="evaluation_cost", config=record["config"],
+            machine_kind=record["machine"]["kind"],
+        ):  # fmt: skip
+            continue
+        phases = record["phases_ms"]
+        training = ("sample", "look inside (device)", "checkpoint copy to CPU")
+        background = ("draw and write views", "write checkpoint")
+        overrides = " ".join(f"--{k} {v}" for k, v in record["overrides"].items()) or "—"
+        rows.append([
+            f"`{record['config']}.yaml`", record["machine"]["kind"], overrides,
+            f"{record['step_ms']:,.1f}", f"{phases['loss estimate']:,.0f}",
+            " + ".join(f"{phases[k]:,.0f}" for k in training),
+            " + ".join(f"{phases[k]:,.0f}" for k in background),
+            f"{100 * record['extra_share']:.1f}%", link(record, prefix),
+        ])  # fmt: skip
+    if not rows:
+        return "Not measured.\n"
+    header = [
+        "config", "machine", "options", "step (ms)", "loss estimate (ms)",
+        "training thread: sample + look inside + checkpoint copy (ms)",
+        "background: views + checkpoint (ms)", "share of the run", "record",
+    ]  # fmt: skip
+    return table(header, rows)
+
+
+def render_gpu(records: list[Record], prefix: str) -> str:
+    gpu = [r for r in records if r.get("machine", {}).get("gpu")]
+    if not gpu:
+        return (
+            "Not measured on a GPU yet: `python benchmarks/gpu_report.py` on a machine with one "
+            "writes the records this section is rendered from.\n"
+        )
+    rows = []
+    for config in ("shakespeare_char", "gpu_fast"):
+        run = newest(gpu, benchmark="time_to_loss", config=config, extra=[])
+        if run is None:
+            rows.append([f"`{config}.yaml`", "not measured", "", "", "", "", ""])
+            continue
+        runs = run["runs"]
+        reached = [r["seconds_to_target"] for r in runs if r["seconds_to_target"] is not None]
+        rows.append([
+            f"`{config}.yaml`", run["machine"]["kind"],
+            f"{len(reached)} of {len(runs)}, {number(median(reached), '.0f')} s",
+            f"{number(median(r['wall'] for r in runs), '.0f')} s",
+            f"{number(median(r['best_val'] for r in runs), '.4f')} / "
+            f"{number(median(r['exact_val'] for r in runs), '.4f')}",
+            f"{number(median(r['tokens_per_sec'] for r in runs), ',.0f')}, "
+            f"MFU {number(median(r['mfu_percent'] for r in runs), '.1f')}%",
+            link(run, prefix),
+        ])  # fmt: skip
+    header = [
+        "config", "GPU", "val <= 1.47 (runs, median s)", "whole run", "best / exact val",
+        "tokens/s", "record",
+    ]  # fmt: skip
+    text = table(header, rows)
+    steps = [
+        f"{'compiled' if r['compiled'] else 'eager'} {r['step_ms']:.1f} ms ({link(r, prefix)})"
+        for compiled in (False, True)
+        if (r := newest(gpu, benchmark="train_speed", config="shakespeare_char", compiled=compiled))
+    ]
+    if steps:
+        text += f"\nThe shakespeare_char step for 16,384 tokens: {', '.join(steps)}.\n"
+    sampling = newest(gpu, benchmark="sample_speed")
+    if sampling is not None:
+        one = next(r for r in sampling["rows"] if r["batch"] == 1)
+        text += (
+            f"\nSampling at batch 1 ({sampling['model']} model, fp32): "
+            f"{one['cached_chars_per_sec']:,.0f} characters/s with the cache replayed as a CUDA "
+            f"graph, {one['plain_chars_per_sec']:,.0f} without the cache "
+            f"({link(sampling, prefix)}).\n"
+        )
+    return text
+
+
 RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
+    "evaluation-cost": render_evaluation_cost,
+    "gpu": render_gpu,
     "explorer": render_explorer,
     "configs": render_configs,
     "versus-nanogpt": render_versus,
