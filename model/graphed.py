@@ -92,7 +92,8 @@ class GraphedStep(StaticStep):
             step()  # writes this token's keys and values, as the replay will again
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # thread_local: CUDA calls of other threads (NCCL's watchdog under torchrun) go on
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.logits = step()
 
     def __call__(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
