@@ -23,9 +23,12 @@ class LayerKVCache:
         (B, nh, length, hs)."""
         B, nh, T, hs = k.shape
         if self.k is None:
-            # allocated here, so the cache takes the dtype autocast gave k and v
-            self.k = k.new_empty(B, nh, self.capacity, hs)
-            self.v = v.new_empty(B, nh, self.capacity, hs)
+            # allocated here, so the cache takes the dtype autocast gave k and v; zeros, not
+            # whatever the memory held: a step that attends over the whole capacity with the
+            # later positions masked (model/graphed.py) multiplies their values by 0, and 0
+            # times a NaN left in fresh memory is NaN
+            self.k = k.new_zeros(B, nh, self.capacity, hs)
+            self.v = v.new_zeros(B, nh, self.capacity, hs)
         end = self.length + T
         if end > self.capacity:
             raise ValueError(f"KV cache holds {self.capacity} positions, asked for {end}")
