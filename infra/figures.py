@@ -1,6 +1,6 @@
 """Pictures for people: attention maps drawn with the characters on both axes, and characters
 written so that newlines and spaces can be seen. matplotlib is imported only when a figure is
-drawn (TensorBoard's add_figure takes its figures)."""
+drawn."""
 
 from __future__ import annotations
 
