@@ -33,9 +33,3 @@ class Background:
         first = next((error for error in errors if error is not None), None)
         if first is not None:
             raise first
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self.executor.shutdown()
