@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import secrets
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 import numpy as np
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
+MARKERS = re.compile("__ID__|__TITLE__|__DATA__")
 
 
 def _packed(array: np.ndarray) -> str:
@@ -24,17 +28,18 @@ def _packed(array: np.ndarray) -> str:
 
 def explorer_data(attention: dict, chars: Sequence[str], prompt_length: int) -> dict:
     """The page's data: scores as one float32 array (layer, head, t, s = start[t] .. t), each
-    window's values as float16 (layer, head, position, channel), the rest as JSON."""
+    window's queries, keys and values as float16 (layer, head, position, channel), the rest as
+    JSON."""
     scores = np.array(
         [s for layer in attention["scores"] for head in layer for row in head for s in row],
         dtype=np.float32,
     )
-    windows, values, offset = [], [], 0
+    windows, vectors, offset = [], {"queries": [], "keys": [], "values": []}, 0
     for window in attention["windows"]:
-        block = np.array(window["values"], dtype=np.float16)  # (layer, head, position, hs)
+        for name, blocks in vectors.items():  # (layer, head, position, hs) each
+            blocks.append(np.array(window[name], dtype=np.float16).ravel())
         windows.append({"start": window["start"], "end": window["end"], "offset": offset})
-        values.append(block.ravel())
-        offset += block.size
+        offset += blocks[-1].size
     return {
         "chars": list(chars),
         "ids": attention["ids"],
@@ -44,17 +49,33 @@ def explorer_data(attention: dict, chars: Sequence[str], prompt_length: int) -> 
         "n_head": len(attention["scores"][0]),
         "head_size": attention["head_size"],
         "scores": _packed(scores),
-        "values": _packed(np.concatenate(values).view(np.uint16)),
+        **{
+            name: _packed(np.concatenate(blocks).view(np.uint16))
+            for name, blocks in vectors.items()
+        },
         "windows": windows,
         "top_ids": attention["top_ids"],
         "top_probs": [[round(p, 4) for p in row] for row in attention["top_probs"]],
     }
 
 
-def explorer_html(attention: dict, chars: Sequence[str], prompt_length: int, title: str) -> str:
-    """The whole page, ready to write to a file."""
+def explorer_fragment(attention: dict, chars: Sequence[str], prompt_length: int, title: str) -> str:
+    """The explorer as one HTML element (style, data and script inside it), with an id of its
+    own: a page's body, or a notebook's output beside others."""
     data = json.dumps(explorer_data(attention, chars, prompt_length), separators=(",", ":"))
     data = data.replace("</", "<\\/")  # nothing in the data can close its <script>
-    page = TEMPLATE.read_text(encoding="utf-8")
-    escaped = title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return page.replace("__TITLE__", escaped).replace("__DATA__", data)
+    fills = {"__ID__": f"explorer-{secrets.token_hex(6)}", "__TITLE__": escape(title),
+             "__DATA__": data}  # fmt: skip
+    # one pass: a title that holds a marker stays text
+    return MARKERS.sub(lambda m: fills[m.group(0)], TEMPLATE.read_text(encoding="utf-8"))
+
+
+def explorer_html(attention: dict, chars: Sequence[str], prompt_length: int, title: str) -> str:
+    """The whole page, ready to write to a file."""
+    fragment = explorer_fragment(attention, chars, prompt_length, title)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>Attention explorer: {escape(title)}</title>\n</head>\n<body>\n"
+        f"{fragment}</body>\n</html>\n"
+    )

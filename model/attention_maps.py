@@ -44,8 +44,9 @@ def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
     For each position t (a query), `start[t]` is the first position of its window. In layer l,
     head h, its row holds, for keys s = start[t] .. t: `scores` q_t·k_s (before the 1/√d_k) and
     `weights` softmax(QKᵀ/√d_k) with the causal mask. `windows` holds each window's first and
-    last position and the values v_s (hs channels) of its positions, which the weights of its
-    queries average. `top_ids` and `top_probs` are the likeliest next characters after t."""
+    last position and the queries q_t, keys k_s and values v_s (hs channels) of its positions,
+    per layer and head: the weights of its queries average the values. `top_ids` and
+    `top_probs` are the likeliest next characters after t."""
     from model.generate import window_start
 
     T, block = len(ids), model.config.block_size
@@ -71,7 +72,7 @@ def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
             def catch(attn: torch.nn.Module, args: tuple, caught=caught) -> None:
                 x, rotary = args[0], args[1] if len(args) > 1 else None
                 q, k, v = attn.project(x, rotary)
-                caught.append((q @ k.transpose(-2, -1), causal_softmax(q, k), v))
+                caught.append((q @ k.transpose(-2, -1), causal_softmax(q, k), q, k, v))
 
             hooks = [b.attn.register_forward_pre_hook(catch) for b in model.transformer.h]
             try:
@@ -81,20 +82,17 @@ def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
                     hook.remove()
             probs = torch.softmax(logits[0].float(), dim=-1)  # (T_window, vocab)
             best = probs.topk(min(top, probs.size(-1)), dim=-1)
-            windows.append(
-                {
-                    "start": window,
-                    "end": end,
-                    "values": [
-                        [v[0, h].float().tolist() for h in range(n_head)] for _, _, v in caught
-                    ],
-                }
-            )
+            window_vectors = {"start": window, "end": end}
+            for i, name in enumerate(("queries", "keys", "values"), start=2):
+                window_vectors[name] = [  # (layer, head, position, hs)
+                    [found[i][0, h].float().tolist() for h in range(n_head)] for found in caught
+                ]
+            windows.append(window_vectors)
             for t in members:
                 row = t - window  # the query's place in this window
                 top_ids[t] = best.indices[row].tolist()
                 top_probs[t] = best.values[row].tolist()
-                for layer, (s, w, _) in enumerate(caught):
+                for layer, (s, w, *_) in enumerate(caught):
                     for head in range(n_head):
                         scores[layer][head][t] = s[0, head, row, : row + 1].float().tolist()
                         weights[layer][head][t] = w[0, head, row, : row + 1].float().tolist()

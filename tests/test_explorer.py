@@ -32,7 +32,9 @@ def page_file(tiny_run, tmp_path_factory):
 
 def page_data(path) -> dict:
     text = path.read_text(encoding="utf-8")
-    found = re.search(r'<script id="data" type="application/json">(.*?)</script>', text, re.S)
+    found = re.search(
+        r'<script type="application/json" data-role="data">(.*?)</script>', text, re.S
+    )
     return json.loads(found.group(1).replace("<\\/", "</"))
 
 
@@ -111,20 +113,22 @@ def page(browser, page_file):
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(page_file.as_uri())
-    page.wait_for_selector("#text span.ch")
+    page.wait_for_selector("[data-role=text] span.ch")
     page.errors = errors
     yield page
     page.close()
 
 
 def span_weights(page) -> list[float]:
-    return page.eval_on_selector_all("#text span.ch", "spans => spans.map(s => s.dataset.weight)")
+    return page.eval_on_selector_all(
+        "[data-role=text] span.ch", "spans => spans.map(s => s.dataset.weight)"
+    )
 
 
 @needs_browser
 def test_the_page_loads_with_no_console_error(page):
     assert page.errors == []
-    assert page.locator("#grid canvas").count() > 0
+    assert page.locator("[data-role=grid] canvas").count() > 0
 
 
 @needs_browser
@@ -132,7 +136,7 @@ def test_pointing_at_a_character_shades_exactly_the_past_with_its_row(page, page
     data = page_data(page_file)
     model, _ = load_model(tiny_run)
     t = len(PROMPT) + 10
-    page.hover(f'#text span.ch[data-pos="{t}"]')
+    page.hover(f'[data-role=text] span.ch[data-pos="{t}"]')
     weights = [float(w) for w in span_weights(page)]
     start = data["start"][t]
     assert all(w == 0 for w in weights[t + 1 :])  # the future: nothing
@@ -150,26 +154,28 @@ def test_pointing_at_a_character_shades_exactly_the_past_with_its_row(page, page
 def test_choosing_a_grid_cell_switches_the_text_views_layer_and_head(page, page_file):
     data = page_data(page_file)
     layer, head = data["n_layer"] - 1, data["n_head"] - 1
-    page.click(f'#grid canvas[data-layer="{layer}"][data-head="{head}"]')
-    assert page.input_value("#layer") == str(layer) and page.input_value("#head") == str(head)
-    assert f"Layer {layer}, head {head}" in page.inner_text("#formula-head")
+    page.click(f'[data-role=grid] canvas[data-layer="{layer}"][data-head="{head}"]')
+    assert page.input_value("[data-role=layer]") == str(layer) and page.input_value(
+        "[data-role=head]"
+    ) == str(head)
+    assert f"Layer {layer}, head {head}" in page.inner_text("[data-role=formula-head]")
 
 
 @needs_browser
 def test_the_formula_views_weights_sum_to_one_and_equal_the_text_views(page):
-    page.focus("#text")  # move the query with the arrow keys
+    page.focus("[data-role=text]")  # move the query with the arrow keys
     page.keyboard.press("ArrowLeft")
     rows = page.eval_on_selector_all(
-        "#formula tr[data-s]", "rows => rows.map(r => [+r.dataset.s, +r.dataset.weight])"
+        "[data-role=formula] tr[data-s]", "rows => rows.map(r => [+r.dataset.s, +r.dataset.weight])"
     )
-    total = float(page.get_attribute("#formula [data-sum]", "data-sum"))
+    total = float(page.get_attribute("[data-role=formula] [data-sum]", "data-sum"))
     assert abs(sum(w for _, w in rows) - 1) < 1e-6 and abs(total - 1) < 1e-6
     text = [float(w) for w in span_weights(page)]
     assert all(abs(text[s] - w) < 1e-6 for s, w in rows)  # the same row in both views
     weights = [w for _, w in rows]
     assert weights == sorted(weights, reverse=True)  # largest first, by default
-    page.select_option("#order", "position")
+    page.select_option("[data-role=order]", "position")
     in_order = page.eval_on_selector_all(
-        "#formula tr[data-s]", "rows => rows.map(r => [+r.dataset.s, +r.dataset.weight])"
+        "[data-role=formula] tr[data-s]", "rows => rows.map(r => [+r.dataset.s, +r.dataset.weight])"
     )
     assert in_order == sorted(rows)  # the same rows, in the order of the text
