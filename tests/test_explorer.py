@@ -179,3 +179,140 @@ def test_the_formula_views_weights_sum_to_one_and_equal_the_text_views(page):
         "[data-role=formula] tr[data-s]", "rows => rows.map(r => [+r.dataset.s, +r.dataset.weight])"
     )
     assert in_order == sorted(rows)  # the same rows, in the order of the text
+
+
+@needs_browser
+@pytest.mark.parametrize("shading", ["linear", "sqrt"])
+def test_the_shading_is_what_the_legend_says_in_the_text_the_grid_and_the_lines(
+    page, page_file, shading
+):
+    """linear (the default, as TensorBoard's pictures): a weight w is drawn at w of the full
+    colour; sqrt: at √w. Read back from the text's background, the grid's pixels and the head
+    view's lines."""
+    shade = (lambda w: w) if shading == "linear" else math.sqrt
+    page.select_option("[data-role=shading]", shading)
+    assert ("at w of the full" if shading == "linear" else "at √w") in page.inner_text(
+        "[data-role=mapping]"
+    )
+    t = len(PROMPT) + 10
+    page.hover(f'[data-role=text] span.ch[data-pos="{t}"]')
+    spans = page.eval_on_selector_all(
+        "[data-role=text] span.ch",
+        "spans => spans.map(s => [+s.dataset.pos, s.dataset.weight, s.style.background])",
+    )
+    checked = 0
+    for _, weight, background in spans:
+        if weight != "0":  # the browser keeps a colour's alpha in 8 bits
+            alpha = float(re.search(r"rgba\([^)]*,\s*([\d.]+)\)", background).group(1))
+            assert alpha == pytest.approx(shade(float(weight)), abs=1 / 255)
+            checked += 1
+    assert checked == t - page_data(page_file)["start"][t] + 1
+    # the grid's picture of layer 0, head 0: row t, grey 255 (1 - shade(w))
+    pixels = page.evaluate(
+        """t => { const c = document.querySelector('[data-role=grid] canvas');
+                  return Array.from(c.getContext('2d').getImageData(0, t, c.width, 1).data); }""",
+        t,
+    )
+    for s, weight, _ in spans:
+        if weight != "0":
+            assert pixels[4 * s] == round(255 * (1 - shade(float(weight)))), s
+    lines = page.eval_on_selector_all(
+        "[data-role=headview] line[data-head='0']",
+        "ls => ls.map(l => [+l.dataset.weight, +l.getAttribute('stroke-opacity')])",
+    )
+    assert lines and all(o == pytest.approx(shade(w), abs=1e-4) for w, o in lines)
+
+
+@needs_browser
+def test_the_head_view_draws_a_line_per_key_and_shown_head_with_the_rows_weights(page, page_file):
+    data = page_data(page_file)
+    t = len(PROMPT) + 20
+    page.hover(f'[data-role=text] span.ch[data-pos="{t}"]')
+    n = t - data["start"][t] + 1
+    lines = page.eval_on_selector_all(
+        "[data-role=headview] line",
+        "ls => ls.map(l => [+l.dataset.head, +l.dataset.s, +l.dataset.weight])",
+    )
+    assert len(lines) == n * data["n_head"]  # every head is shown at first
+    formula = dict(page.eval_on_selector_all(
+        "[data-role=formula] tr[data-s]", "rows => rows.map(r => [+r.dataset.s, +r.dataset.weight])"
+    ))  # fmt: skip
+    head0 = {s: w for h, s, w in lines if h == 0}
+    assert head0.keys() == formula.keys()
+    assert all(abs(head0[s] - w) < 1e-6 for s, w in formula.items())
+    page.uncheck("[data-role=heads-shown] input[data-head='0']")
+    heads = page.eval_on_selector_all(
+        "[data-role=headview] line", "ls => ls.map(l => l.dataset.head)"
+    )
+    assert len(heads) == n * (data["n_head"] - 1) and "0" not in heads
+
+
+@needs_browser
+def test_the_neuron_view_adds_the_models_own_q_and_k_into_the_formulas_score(
+    page, page_file, tiny_run
+):
+    """q_t and k_s as CausalSelfAttention.project makes them (float16 in the page), their
+    products summing to q_t·k_s, the score the formula view shows for that key."""
+    data = page_data(page_file)
+    model, _ = load_model(tiny_run)
+    t = len(PROMPT) + 7
+    page.hover(f'[data-role=text] span.ch[data-pos="{t}"]')
+    s = data["start"][t] + 2
+    page.click(f'[data-role=formula] tr[data-s="{s}"]')  # choose the key
+    assert f"key s = {s}" in page.inner_text("[data-role=neuron-head]")
+    rows = page.eval_on_selector_all(
+        "[data-role=neuron] tr[data-channel]", "rows => rows.map(r => [+r.dataset.q, +r.dataset.k])"
+    )
+    start = data["start"][t]
+    caught = []
+    hook = model.transformer.h[0].attn.register_forward_pre_hook(
+        lambda attn, args: caught.append(attn.project(args[0], args[1] if len(args) > 1 else None))
+    )
+    with torch.no_grad():
+        model(torch.tensor([data["ids"][start : t + 1]]))
+    hook.remove()
+    q, k, _ = caught[0]  # layer 0, (1, nh, T, hs)
+    torch.testing.assert_close(
+        torch.tensor([r[0] for r in rows]), q[0, 0, t - start].float(), atol=2e-3, rtol=1e-3
+    )
+    torch.testing.assert_close(
+        torch.tensor([r[1] for r in rows]), k[0, 0, s - start].float(), atol=2e-3, rtol=1e-3
+    )
+    total = float(page.get_attribute("[data-role=neuron] [data-sum]", "data-sum"))
+    score = float(page.get_attribute("[data-role=neuron] [data-score]", "data-score"))
+    formula_score = float(page.inner_text(f'[data-role=formula] tr[data-s="{s}"] td:nth-child(3)'))
+    assert score == pytest.approx(formula_score, abs=1e-4)
+    assert total == pytest.approx(score, rel=1e-2, abs=1e-2)  # float16 vectors, float32 score
+    assert score == pytest.approx(float(q[0, 0, t - start] @ k[0, 0, s - start]), rel=1e-5)
+
+
+@needs_browser
+def test_the_zoomed_head_chooses_query_and_key_by_click_and_by_keyboard(page, page_file):
+    data = page_data(page_file)
+    T = len(data["ids"])
+    page.click("[data-role=grid] canvas[data-layer='1'][data-head='1']")
+    assert page.inner_text("[data-role=zoom-title]") == "Zoomed: layer 1, head 1"
+    box = page.locator("[data-role=zoom]").bounding_box()
+    t, s = T - 5, T - 8  # a cell in the past of its row
+    page.mouse.click(
+        box["x"] + (s + 0.5) * box["width"] / T, box["y"] + (t + 0.5) * box["height"] / T
+    )
+    head = page.inner_text("[data-role=neuron-head]")
+    assert f"query t = {t}" in head and f"key s = {s}" in head
+    page.focus("[data-role=zoom]")
+    page.keyboard.press("ArrowLeft")
+    assert f"key s = {s - 1}" in page.inner_text("[data-role=neuron-head]")
+    page.keyboard.press("ArrowUp")
+    assert f"query t = {t - 1}" in page.inner_text("[data-role=neuron-head]")
+
+
+@needs_browser
+def test_the_page_fits_a_900_pixel_wide_screen(browser, page_file):
+    page = browser.new_page(viewport={"width": 900, "height": 800})
+    page.goto(page_file.as_uri())
+    page.wait_for_selector("[data-role=text] span.ch")
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 900
+    for role in ("text", "formula-head", "grid", "zoom", "headview"):
+        box = page.locator(f"[data-role={role}]").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 900, role
+    page.close()
