@@ -13,10 +13,10 @@ from checkpoint import load_model
 from infra.cli import option, parse_into, read_text_file
 from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
-from infra.explorer import explorer_html
 from infra.figures import attention_figure
 from model import generate_tokens
 from model.attention_maps import attention_maps, attention_over_text
+from viz import Explorer
 
 SEPARATOR = "\n" + "-" * 40
 # Below this, logits divided by the temperature overflow; 0 already means greedy.
@@ -97,9 +97,8 @@ def write_explorer(model, ids: list[int], prompt_length: int, tokenizer, options
     with inference_autocast(next(model.parameters()).device):
         attention = attention_over_text(model, ids)
     title = f"{options.ckpt}, {len(ids)} characters"
-    page = explorer_html(attention, tokenizer.chars, prompt_length, title)
     with writing(options.attention):
-        Path(options.attention).write_text(page, encoding="utf-8")
+        Explorer(attention, list(tokenizer.chars), prompt_length, title).save(options.attention)
 
 
 @contextlib.contextmanager

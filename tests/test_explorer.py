@@ -316,3 +316,14 @@ def test_the_page_fits_a_900_pixel_wide_screen(browser, page_file):
         box = page.locator(f"[data-role={role}]").bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 900, role
     page.close()
+
+
+def test_explore_refuses_a_prompt_with_characters_the_model_never_saw(tiny_run):
+    from infra.errors import ConfigError
+    from viz import explore
+
+    model, tokenizer = load_model(tiny_run)
+    with pytest.raises(ConfigError, match="never saw"):
+        explore(model, tokenizer, "ROMEO: ☃")
+    explorer = explore(model, tokenizer, "ROMEO:", max_new_tokens=5)
+    assert explorer.text.startswith("ROMEO:") and len(explorer.text) == 11

@@ -16,11 +16,12 @@ ALLOWED = {
     "data": {"infra"},
     "checkpoint": {"infra", "model", "data"},
     "training": {"infra", "model", "data", "checkpoint"},
-    "sample": {"infra", "model", "data", "checkpoint"},
+    "viz": {"infra", "model", "data", "checkpoint"},
+    "sample": {"infra", "model", "data", "checkpoint", "viz"},
     "evaluate": {"infra", "model", "data", "checkpoint"},
     "train": {"infra", "training"},
 }
-PACKAGES = {"infra", "model", "data", "checkpoint", "training"}
+PACKAGES = {"infra", "model", "data", "checkpoint", "training", "viz"}
 SCRIPTS = {"train", "sample", "evaluate"}
 
 
