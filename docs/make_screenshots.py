@@ -1,4 +1,4 @@
-"""The pictures in docs/: the attention explorer's three views and TensorBoard's tabs, from a
+"""The pictures in docs/: the attention explorer's views and TensorBoard's tabs, from a
 trained small.yaml run, in headless Chromium (Playwright, Debian's chromium binary). Run from
 the repository's root:
 
@@ -95,9 +95,12 @@ def tensorboard_screenshots(browser, run_dir: Path, out: Path) -> list[Path]:
 
 
 def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list[Path]:
-    """The explorer's text view (one head, then all heads), grid view and formula view."""
-    shots = [out / f"{name}.png" for name in ("explorer_text", "explorer_text_all_heads",
-                                              "explorer_grid", "explorer_formula")]  # fmt: skip
+    """The explorer's views, at layer 1, head 0, for the character at --query: the text, the
+    formula, the head view (every head), the neuron view (the key it attends to most), the
+    grid of every layer and head, and that head zoomed."""
+    roles = ("text", "formula", "headview", "neuron", "grid", "zoom")
+    names = ("text", "formula", "heads", "neuron", "grid", "zoom")
+    shots = [out / f"explorer_{name}.png" for name in names]
     with tempfile.TemporaryDirectory() as tmp:
         page_file = Path(tmp) / "attention.html"
         subprocess.run(
@@ -106,18 +109,18 @@ def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list
              "--stream", "false"],
             check=True, cwd=DOCS.parent,
         )  # fmt: skip
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        # one column of views, so that each picture is as tall as its own view
+        page = browser.new_page(viewport={"width": 720, "height": 1100})
         page.goto(page_file.as_uri())
-        page.select_option("[data-role=layer]", "1")
+        page.click('[data-role=grid] canvas[data-layer="1"][data-head="0"]')
         page.hover(f'[data-role=text] span.ch[data-pos="{options.query}"]')
-        page.locator("[data-role=text]").screenshot(path=shots[0])
-        page.select_option("[data-role=head]", "all")
-        page.hover(f'[data-role=text] span.ch[data-pos="{options.query}"]')
-        page.locator("[data-role=text]").screenshot(path=shots[1])
-        page.locator("[data-role=grid]").screenshot(path=shots[2])
-        page.select_option("[data-role=head]", "0")
-        page.hover(f'[data-role=text] span.ch[data-pos="{options.query}"]')
-        page.locator("#formula-view").screenshot(path=shots[3])
+        page.mouse.move(0, 0)  # off every view: pointing elsewhere would choose another query
+        for shot, role in zip(shots, roles, strict=True):
+            # each view cut out of one picture of the whole page: no scrolling, no pointing
+            target = page.locator(f"[data-role={role}]")
+            if role != "text":
+                target = page.locator("section", has=target)
+            page.screenshot(path=shot, full_page=True, clip=target.bounding_box())
         page.close()
     return shots
 

@@ -26,28 +26,46 @@ def _packed(array: np.ndarray) -> str:
     return base64.b64encode(little.tobytes()).decode()
 
 
+# The formula view shows the first channels of each value vector (the output's too): the page
+# holds only those, which keeps a 500-character page under 5 MB.
+VALUE_CHANNELS = 8
+
+
 def explorer_data(attention: dict, chars: Sequence[str], prompt_length: int) -> dict:
-    """The page's data: scores as one float32 array (layer, head, t, s = start[t] .. t), each
-    window's queries, keys and values as float16 (layer, head, position, channel), the rest as
-    JSON."""
+    """The page's data: scores as one float32 array (layer, head, t, s = start[t] .. t); per
+    window, as float16 (layer, head, position, channel), the keys of its positions, the queries
+    of the positions it is the window of (`first` .. end - 1: each query once) and the first
+    VALUE_CHANNELS channels of the values; the rest as JSON."""
     scores = np.array(
         [s for layer in attention["scores"] for head in layer for row in head for s in row],
         dtype=np.float32,
     )
-    windows, vectors, offset = [], {"queries": [], "keys": [], "values": []}, 0
+    starts = attention["start"]
+    windows, offsets = [], {"queries": 0, "keys": 0, "values": 0}
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in offsets}
     for window in attention["windows"]:
-        for name, blocks in vectors.items():  # (layer, head, position, hs) each
-            blocks.append(np.array(window[name], dtype=np.float16).ravel())
-        windows.append({"start": window["start"], "end": window["end"], "offset": offset})
-        offset += blocks[-1].size
+        first = starts.index(window["start"])  # its first query: earlier positions are context
+        blocks = {
+            "queries": np.array(window["queries"], dtype=np.float16)[
+                :, :, first - window["start"] :
+            ],
+            "keys": np.array(window["keys"], dtype=np.float16),
+            "values": np.array(window["values"], dtype=np.float16)[..., :VALUE_CHANNELS],
+        }  # (layer, head, position, channel) each
+        windows.append({"start": window["start"], "end": window["end"], "first": first,
+                        **{f"{name}_offset": offsets[name] for name in offsets}})  # fmt: skip
+        for name, block in blocks.items():
+            vectors[name].append(block.ravel())
+            offsets[name] += block.size
     return {
         "chars": list(chars),
         "ids": attention["ids"],
         "prompt_length": prompt_length,
-        "start": attention["start"],
+        "start": starts,
         "n_layer": len(attention["scores"]),
         "n_head": len(attention["scores"][0]),
         "head_size": attention["head_size"],
+        "value_channels": min(VALUE_CHANNELS, attention["head_size"]),
         "scores": _packed(scores),
         **{
             name: _packed(np.concatenate(blocks).view(np.uint16))

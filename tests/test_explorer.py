@@ -278,8 +278,8 @@ def test_the_neuron_view_adds_the_models_own_q_and_k_into_the_formulas_score(
     torch.testing.assert_close(
         torch.tensor([r[1] for r in rows]), k[0, 0, s - start].float(), atol=2e-3, rtol=1e-3
     )
-    total = float(page.get_attribute("[data-role=neuron] [data-sum]", "data-sum"))
-    score = float(page.get_attribute("[data-role=neuron] [data-score]", "data-score"))
+    total = float(page.get_attribute("[data-role=neuron-head] [data-sum]", "data-sum"))
+    score = float(page.get_attribute("[data-role=neuron-head] [data-score]", "data-score"))
     formula_score = float(page.inner_text(f'[data-role=formula] tr[data-s="{s}"] td:nth-child(3)'))
     assert score == pytest.approx(formula_score, abs=1e-4)
     assert total == pytest.approx(score, rel=1e-2, abs=1e-2)  # float16 vectors, float32 score
