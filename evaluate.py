@@ -12,13 +12,13 @@ import sys
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from checkpoint import load_checkpoint, restore_model
 from data import DataError, load_dataset
 from infra.cli import option, parse_into, read_text_file
 from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
+from infra.progress import progress
 from model.scoring import bits_and_perplexity, check_stride, exact_loss
 
 
@@ -67,11 +67,11 @@ def evaluate(argv: list[str] | None = None) -> int:
     if tokens.numel() < 2:
         raise ConfigError(f"{name} has {tokens.numel()} characters; it needs at least 2")
 
-    def progress(batches):
-        return tqdm(batches, desc="scoring", unit="batch", disable=not sys.stderr.isatty())
+    def scoring(batches):
+        return progress(batches, len(batches), f"scoring {name}", unit="batch")
 
     with inference_autocast(device):
-        nats, count = exact_loss(model, tokens, stride, options.batch_size, progress)
+        nats, count = exact_loss(model, tokens, stride, options.batch_size, scoring)
     if not math.isfinite(nats):
         raise UserError(f"the model's loss on {name} is {nats}: its logits are NaN or infinite")
     bits, perplexity = bits_and_perplexity(nats)

@@ -27,6 +27,7 @@ import torch
 
 from data.errors import DataError
 from data.tokenizer import CharTokenizer
+from infra.progress import progress
 from infra.files import write_atomic
 
 SHAKESPEARE_URL = (
@@ -147,7 +148,8 @@ def encode_corpus(tokenizer: CharTokenizer, text: str) -> np.ndarray:
     """The whole text as uint16 ids, encoded a few million characters at a time: the peak
     memory is the text and its ids (2 bytes a character), not a UTF-32 copy of it."""
     ids = np.empty(len(text), dtype=np.uint16)
-    for start in range(0, len(text), ENCODE_CHUNK):
+    chunks = range(0, len(text), ENCODE_CHUNK)
+    for start in progress(chunks, len(chunks), "encoding the text", unit="chunk"):
         chunk = text[start : start + ENCODE_CHUNK]
         ids[start : start + len(chunk)] = tokenizer.encode_array(chunk)
     return ids

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -423,6 +424,7 @@ def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     out, err = fit(interactive=False)
     assert "%|" not in err
     assert "iter 5: loss" in out and "iter 10: train loss" in out
+    assert re.search(r"iter 5: loss .* tok/s, \d\d:\d\d left", out)  # the time left, per line
 
 
 def test_loss_points_between_evaluations_add_no_checkpoint(tiny_argv, tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ from data import PreparedData, load_dataset
 from infra.device import Runtime, launched_by_torchrun
 from infra.errors import UserError
 from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
+from infra.progress import progress
 from model.scoring import exact_loss
 from training.config import TrainArgs, TrainConfig, config_for_resume, parse_args
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger, tensorboard_files
@@ -295,8 +296,12 @@ def report_exact_val_loss(
 ) -> None:
     """Once, at the end of a run: the loss over every character of the validation split
     (model/scoring.py), beside the last random-window estimate."""
+
+    def scoring(batches):
+        return progress(batches, len(batches), "exact val loss", unit="batch")
+
     with rt.autocast():
-        nats, count = exact_loss(trainer.model, data.val)
+        nats, count = exact_loss(trainer.model, data.val, progress=scoring)
     estimate = trainer.eval_losses.get("val")
     beside = f" (random-window estimate {estimate:.4f})" if estimate is not None else ""
     console.print(f"exact val loss {nats:.4f} over all {count:,} characters{beside}")

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
 
 from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
 from data import DataError, PreparedData, get_batch
@@ -251,6 +252,7 @@ class Trainer:
         cfg = self.config
         with SignalCatcher(self.console.print) as signals:
             self.console.start_bar(total=cfg.max_iters, initial=self.iter_num)
+            self._fit_start, self._fit_start_iter = time.perf_counter(), self.iter_num
             try:
                 self._restart_clock()
                 while True:
@@ -343,11 +345,19 @@ class Trainer:
             self.logger.scalar("mfu", mfu, step)
             mfu_text = f", mfu {100 * mfu:.1f}%"
         progress = f"loss {report.loss:.4f}, lr {lr:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
-        if self.console.bar is not None:
+        if self.console.bar is not None:  # the bar shows the time left
             self.console.update_bar(0, postfix=progress)
         else:
-            self.console.print(f"iter {step}: {progress}")
+            self.console.print(f"iter {step}: {progress}, {self.time_left()} left")
         self._restart_clock()
+
+    def time_left(self) -> str:
+        """The rest of the run at the pace so far (evaluations included), as tqdm writes it."""
+        done = self.iter_num - self._fit_start_iter
+        elapsed = time.perf_counter() - self._fit_start
+        return tqdm.format_interval(
+            elapsed / max(done, 1) * (self.config.max_iters - self.iter_num)
+        )
 
     def save_and_stop(self, signum: int | None) -> None:
         if self._due(self.config.eval_interval):
