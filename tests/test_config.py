@@ -273,3 +273,17 @@ def test_an_option_spelt_with_dashes_is_the_option(argv, key, value):
 def test_a_misspelt_option_is_answered_in_the_users_spelling(typo, suggestion):
     with pytest.raises(ConfigError, match=re.escape(suggestion)):
         parse_args([typo, "1e-3"])
+
+
+def test_out_dir_auto_names_a_new_run_by_config_options_and_time():
+    import datetime
+
+    from training.config import auto_out_dir
+
+    when = datetime.datetime(2026, 12, 4, 21, 45, 3)
+    name = auto_out_dir(Path("configs/small.yaml"), {"n_head": 4, "lr_schedule": "wsd"}, when)
+    assert name == str(Path("out") / "small-n_head4-lr_schedulewsd-20261204-214503")
+    config = parse_args(["--config", "tiny", "--n_head", "4", "--out_dir", "auto"]).config
+    assert re.fullmatch(r"out/tiny-n_head4-\d{8}-\d{6}", Path(config.out_dir).as_posix())
+    with pytest.raises(ConfigError, match="names a new run"):
+        parse_args(["--resume", "--out_dir", "auto"])

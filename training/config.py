@@ -9,6 +9,8 @@ before any work starts.
 
 from __future__ import annotations
 
+import datetime
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -44,7 +46,9 @@ class TrainConfig(GPTConfig):
 
     # where things go
     out_dir: str = option(
-        "", "run directory for checkpoints and TensorBoard (default: out/<config>)"
+        "",
+        "run directory for checkpoints and TensorBoard (default: out/<config>); auto: a new one "
+        "for each run, out/<config>-<options given>-<date>-<time>",
     )
     dataset: str = option(
         "shakespeare_char",
@@ -301,11 +305,27 @@ def resolve_config(config_name: str, cli_values: dict[str, Any]) -> tuple[TrainC
     return _config_from(config_path, read_config_file(config_path), cli_values), config_path.stem
 
 
+AUTO_OUT_DIR = "auto"
+
+
+def auto_out_dir(config_path: Path, cli_values: dict[str, Any], now: datetime.datetime) -> str:
+    """out/<config>-<the options changed on the command line>-<date and time>: a new directory
+    for every run, whose name says what it tried (`--out_dir auto`)."""
+    changed = "".join(
+        f"-{key}{re.sub(r'[^A-Za-z0-9.]', '', str(value))}"
+        for key, value in cli_values.items()
+        if key != "out_dir"
+    )
+    return str(Path("out") / f"{config_path.stem}{changed}-{now:%Y%m%d-%H%M%S}")
+
+
 def _config_from(
     config_path: Path, file_values: dict[str, Any], cli_values: dict[str, Any]
 ) -> TrainConfig:
     values = {**file_values, **cli_values}
     values["out_dir"] = values.get("out_dir") or default_out_dir(config_path, file_values)
+    if values["out_dir"] == AUTO_OUT_DIR:
+        values["out_dir"] = auto_out_dir(config_path, cli_values, datetime.datetime.now())
     source = str(config_path) if not cli_values else f"{config_path} with the command line"
     return checked_config(values, source)
 
@@ -372,6 +392,11 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainArgs:
     config, resume = None, namespace.resume
     if resume is None:
         config = _config_from(config_path, file_values, cli_values)
+    elif cli_values.get("out_dir") == AUTO_OUT_DIR:
+        raise ConfigError(
+            "command line: --out_dir auto names a new run; to continue one, give its directory: "
+            "--resume out/NAME"
+        )
     elif resume == "":  # the run in out_dir
         if cli_values.get("out_dir"):
             resume = cli_values["out_dir"]

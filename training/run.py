@@ -62,8 +62,8 @@ def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
         if holds_run(out_dir) and not args.overwrite:
             raise RunDirError(
                 f"{out_dir} already holds a run; continue it with --resume, start afresh with "
-                "--overwrite (which deletes its checkpoints and TensorBoard logs), or give "
-                "another --out_dir"
+                "--overwrite (which deletes its checkpoints and TensorBoard logs), or train beside "
+                "it with --out_dir auto (a new directory named for the run)"
             )
         return config, None, []
     try:
