@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from checkpoint import load_checkpoint, restore_model
-from data import DataError, load_dataset
+from data import DATASETS, DataError, load_dataset
 from infra.cli import option, parse_into, read_text_file
 from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
@@ -29,6 +29,10 @@ class EvaluateOptions:
         "val", "the split of the checkpoint's dataset to score", choices=("train", "val")
     )
     text_file: str | None = option(None, "score this UTF-8 file instead of a split")
+    data_path: str = option(
+        "", "the text the run trained on, for its splits (default: Tiny Shakespeare's cache)"
+    )
+    data_dir: str = option("", "where its prepared token arrays are (default: under data/)")
     stride: int | None = option(None, "characters between windows (default: block_size / 2)")
     batch_size: int = option(32, "windows per forward pass")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
@@ -43,8 +47,21 @@ def text_tokens(options: EvaluateOptions, checkpoint: dict, tokenizer) -> tuple[
     if options.text_file is not None:
         text = read_text_file("--text_file", options.text_file)
         return torch.tensor(tokenizer.encode_array(text), dtype=torch.long), options.text_file
-    config = checkpoint["config"]
-    data = load_dataset(config["dataset"], config["data_path"], config["data_dir"])
+    # The dataset's kind comes from the checkpoint (a choice, checked); where it lies never does:
+    # a checkpoint is data from anywhere, and a path in it would have the script read that file
+    # and write a prepared copy of it.
+    dataset = checkpoint["config"].get("dataset")
+    if dataset == "text" and not options.data_path:
+        named = checkpoint["config"].get("data_path")
+        raise ConfigError(
+            "this model trained on a text of its own"
+            + (f" (its config names {str(named)!r})" if isinstance(named, str) and named else "")
+            + ": give that text as --data_path to score its split, or score any file with "
+            "--text_file"
+        )
+    if dataset not in DATASETS:
+        dataset = "shakespeare_char"
+    data = load_dataset(dataset, options.data_path, options.data_dir)
     if data.tokenizer.chars != tokenizer.chars:
         raise DataError(
             "the checkpoint's vocabulary differs from its dataset's: it cannot score it"

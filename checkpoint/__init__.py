@@ -20,9 +20,11 @@ from typing import Any, TypedDict
 import torch
 
 from data import CharTokenizer
+from infra.device import check_fits
 from infra.errors import UserError
 from infra.files import TEMPORARY_SUFFIX, write_atomic
 from model import GPT, GPTConfig
+from model.gpt import parameter_count
 
 # 2: the optimizers are a list (AdamW, then Muon when used) and eval_losses is always present.
 CHECKPOINT_VERSION = 2
@@ -133,21 +135,74 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not a checkpoint written by this project's train.py")
-    if checkpoint["format_version"] > CHECKPOINT_VERSION:
+    version = checkpoint["format_version"]
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path}: format_version is {version!r}, not a format number")
+    if version > CHECKPOINT_VERSION:
         raise CheckpointError(
-            f"{path} has checkpoint format {checkpoint['format_version']}; this code reads up to "
+            f"{path} has checkpoint format {version}; this code reads up to "
             f"{CHECKPOINT_VERSION}: update the code"
         )
-    return upgrade(checkpoint)
+    return check_fields(upgrade(checkpoint), path)
+
+
+def check_fields(checkpoint: Checkpoint, path: Path) -> Checkpoint:
+    """checkpoint, once every field has the type and shape the code relies on; else a one-line
+    CheckpointError naming the field. A checkpoint is data from anywhere: nothing in it is used
+    before it is checked here (the model's shape by GPTConfig, its weights by load_weights)."""
+
+    def require(ok: bool, field: str, what: str) -> None:
+        if not ok:
+            shown = repr(checkpoint[field])  # type: ignore[literal-required]
+            raise CheckpointError(
+                f"{path}: {field} must be {what}, got {shown[:80]}: not a checkpoint this code "
+                "can use"
+            )
+
+    def number(x: object) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
+    model, args, vocab = checkpoint["model"], checkpoint["model_args"], checkpoint["vocab"]
+    require(
+        isinstance(model, dict)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()),
+        "model", "a state dict of named tensors",
+    )  # fmt: skip
+    require(isinstance(args, dict) and all(isinstance(k, str) for k in args), "model_args",
+            "a mapping of GPTConfig's fields")  # fmt: skip
+    require(
+        isinstance(vocab, list)
+        and all(isinstance(c, str) and len(c) == 1 for c in vocab)
+        and len(set(vocab)) == len(vocab),
+        "vocab", "a list of distinct characters",
+    )  # fmt: skip
+    require(isinstance(checkpoint["config"], dict), "config", "a mapping of training keys")
+    require(type(checkpoint["iter_num"]) is int and checkpoint["iter_num"] >= 0, "iter_num",
+            "a count of steps")  # fmt: skip
+    require(number(checkpoint["best_val_loss"]), "best_val_loss", "a number")
+    require(isinstance(checkpoint["eval_losses"], dict), "eval_losses", "a mapping")
+    require(isinstance(checkpoint["optimizer"], list), "optimizer", "a list of state dicts")
+    require(isinstance(checkpoint["scaler"], dict), "scaler", "a mapping")
+    require(isinstance(checkpoint["rng"], list), "rng", "a list of random states")
+    return checkpoint
 
 
 def restore_model(
     checkpoint: dict[str, Any], device: str | torch.device = "cpu"
 ) -> tuple[GPT, CharTokenizer]:
     """The model (in eval mode, on device) and tokenizer, rebuilt from a checkpoint alone."""
+    args, vocab = checkpoint["model_args"], checkpoint["vocab"]
+    if args.get("vocab_size") != len(vocab):
+        raise CheckpointError(
+            f"checkpoint does not hold a usable model: its vocabulary has {len(vocab)} "
+            f"characters, its model {args.get('vocab_size')!r}"
+        )
     try:
-        model = GPT(GPTConfig(**checkpoint["model_args"]))
-        tokenizer = CharTokenizer(checkpoint["vocab"])
+        config = GPTConfig(**args)
+        check_fits(4 * parameter_count(config), torch.device(device), "the checkpoint's model",
+                   CheckpointError)  # fmt: skip
+        model = GPT(config)
+        tokenizer = CharTokenizer(vocab)
     except (TypeError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(f"checkpoint does not hold a usable model: {reason}") from None

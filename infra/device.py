@@ -153,6 +153,28 @@ def decide_compile(setting: bool | None, device: torch.device, work: float) -> t
     )
 
 
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory a model on device can use at most: the GPU's, or this machine's RAM (None
+    where it cannot be known)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return None
+
+
+def check_fits(needed: int, device: torch.device, what: str, error: type[UserError]) -> None:
+    """A one-line error, before anything is allocated, when `what` needs more bytes than device
+    has at all."""
+    available = memory_bytes(device)
+    if available is not None and needed > available:
+        raise error(
+            f"{what} needs {needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB "
+            f"of {device.type} memory here"
+        )
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so a clock read afterwards measures it."""
     if device.type == "cuda":

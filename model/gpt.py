@@ -87,6 +87,16 @@ class GPTConfig:
         )
 
 
+def parameter_count(config: GPTConfig) -> int:
+    """How many parameters GPT(config) has (the tied embedding once), from the config alone: a
+    size can be checked against memory before any of it is allocated."""
+    C, biases = config.n_embd, config.bias
+    per_layer = 12 * C * C + (9 * C if biases else 0)  # c_attn 3C², c_proj C², c_fc and proj 8C²
+    per_layer += 2 * C * (2 if biases else 1)  # ln_1, ln_2
+    positions = config.block_size * C if config.pos_embedding == "learned" else 0
+    return config.vocab_size * C + positions + config.n_layer * per_layer + C * (2 if biases else 1)
+
+
 def causal_softmax(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """The attention weights softmax(QKᵀ/√d_k) with a causal mask: row i says how much query i
     takes from each key; keys after it get exactly 0.

@@ -257,8 +257,11 @@ def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(ti
     assert written.shape == (65, 32) and torch.allclose(written, wte, rtol=1e-5, atol=1e-7)
 
 
-def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(tiny_run, capsys):
-    assert evaluate.main(["--ckpt", str(tiny_run), "--device", "cpu"]) == 0
+def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(
+    tiny_run, shakespeare_path, shakespeare, capsys
+):
+    data = ["--data_path", str(shakespeare_path), "--data_dir", str(shakespeare.data_dir)]
+    assert evaluate.main(["--ckpt", str(tiny_run), "--device", "cpu", *data]) == 0
     out = capsys.readouterr().out
     assert "the val split: 111,539 characters scored" in out
     nats = float(out.split("loss")[1].split()[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import shlex
 import sys
 import typing
 from collections.abc import Sequence
@@ -210,6 +211,9 @@ MODEL_KEYS = tuple(f.name for f in fields(GPTConfig) if f.name != "vocab_size")
 ARCHITECTURE_KEYS = tuple(
     f.name for f in fields(GPTConfig) if f.name in MODEL_KEYS and not f.metadata.get("resumable")
 )
+# Where the data lies: a checkpoint's values for these are never followed (a checkpoint is data
+# from anywhere); a resume takes them from the command line, and says which to give.
+DATA_PATH_KEYS = ("data_path", "data_dir")
 # The optimizers' state in a checkpoint is for the optimizer it was made with.
 FIXED_ON_RESUME = (*ARCHITECTURE_KEYS, "optimizer")
 KEYS = {f.name: f for f in fields(TrainConfig) if f.name != "vocab_size"}
@@ -432,6 +436,13 @@ def config_for_resume(
                 f"{saved.get(key)!r}, the command line asks for {cli_values[key]!r})"
             )
     known = {key: value for key, value in saved.items() if key in KEYS}
+    for key in DATA_PATH_KEYS:  # never followed from a checkpoint: the user names them
+        named = known.pop(key, "")
+        if named and key not in cli_values:
+            raise ConfigError(
+                f"command line: the run read its data with {key} {str(named)!r}; a resume takes "
+                f"paths only from you: add --{key} {shlex.quote(str(named))}"
+            )
     values = {**known, "out_dir": str(run_dir), **cli_values}
     notes = []
     old_iters, new_iters = known.get("max_iters"), cli_values.get("max_iters")

@@ -31,7 +31,13 @@ from infra.errors import UserError
 from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
 from infra.progress import progress
 from model.scoring import exact_loss
-from training.config import TrainArgs, TrainConfig, config_for_resume, parse_args
+from training.config import (
+    DATA_PATH_KEYS,
+    TrainArgs,
+    TrainConfig,
+    config_for_resume,
+    parse_args,
+)
 from training.logger import Console, Logger, NullLogger, TensorBoardLogger, tensorboard_files
 from training.optim import describe_optimizers
 from training.stopping import TrainingInterrupted, runtime_for
@@ -195,13 +201,19 @@ class QuitNow(UserError):
         super().__init__(f"interrupted: stopped at once; {held}")
 
 
-def resume_command(args: TrainArgs, out_dir: Path, world_size: int) -> str:
-    """The command that continues this run, ready to paste: quoted, and under torchrun when the
-    run had several processes (the checkpoint holds every rank's random streams)."""
+def resume_command(config: TrainConfig, world_size: int) -> str:
+    """The command that continues this run, ready to paste: quoted, with the data's paths (a
+    resume takes them from the command line only), and under torchrun when the run had several
+    processes (the checkpoint holds every rank's random streams)."""
     launcher = "python"
     if launched_by_torchrun():
         launcher = f"torchrun --standalone --nproc_per_node={world_size}"
-    return f"{launcher} train.py --resume {shlex.quote(str(out_dir))}"
+    paths = "".join(
+        f" --{key} {shlex.quote(getattr(config, key))}"
+        for key in DATA_PATH_KEYS
+        if getattr(config, key)
+    )
+    return f"{launcher} train.py --resume {shlex.quote(config.out_dir)}{paths}"
 
 
 def run_training(args: TrainArgs) -> None:
@@ -228,7 +240,7 @@ def run_training(args: TrainArgs) -> None:
         try:
             _train(args, trainer, checkpoint, runtime, console)
         except TrainingInterrupted as e:
-            resume = resume_command(args, out_dir, runtime.world_size)
+            resume = resume_command(config, runtime.world_size)
             raise TrainingInterrupted(e.signum, e.checkpoint, resume) from None
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop (exact pass)
             raise QuitNow(out_dir) from None

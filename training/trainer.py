@@ -19,9 +19,10 @@ from tqdm import tqdm
 from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
 from data import DataError, PreparedData, get_batch
 from infra.background import Background
-from infra.device import Runtime, decide_compile
+from infra.device import Runtime, check_fits, decide_compile
 from infra.figures import AttentionPictures
 from model import GPT
+from model.gpt import parameter_count
 from training.config import ConfigError, TrainConfig
 from training.evaluation import (
     estimate_loss,
@@ -84,7 +85,14 @@ class Trainer:
         # model: the GPT whose weights are trained and saved. compiled_model: the same, through
         # torch.compile when asked; evaluations run it. train_model: what the training step runs,
         # compiled_model wrapped in DDP under torchrun (DDP all-reduces its gradients).
-        self.model = GPT(config.model_config(data.tokenizer.vocab_size)).to(device)
+        model_config = config.model_config(data.tokenizer.vocab_size)
+        # weights, gradients and AdamW's two moments: 16 bytes a parameter, activations aside
+        check_fits(
+            16 * parameter_count(model_config), device,
+            f"training {parameter_count(model_config):,} parameters (n_layer {config.n_layer}, "
+            f"n_embd {config.n_embd})", ConfigError,
+        )  # fmt: skip
+        self.model = GPT(model_config).to(device)
         self.compiled, self.compile_reason = decide_compile(
             config.compile, device, run_work(config, checkpoint["iter_num"] if checkpoint else 0)
         )
