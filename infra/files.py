@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -15,6 +16,7 @@ try:
 except ImportError:  # Windows: runs are not locked there
     fcntl = None
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # POSIX; Windows has no such links to fear here
 LOCK_NAME = ".lock"
 TEMPORARY_SUFFIX = ".tmp"  # write_atomic's files: .NAME.PID.tmp
 
@@ -27,14 +29,27 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def refuse_link(path: Path) -> None:
+    """A LinkError where path is a symbolic link (a missing path is fine)."""
+    if path.is_symlink():
+        raise LinkError(
+            f"{path} is a link (to {os.readlink(path)}); the project writes and deletes only its "
+            "own files, never through a link: remove the link, or give another directory"
+        )
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path:
     a reader, or a crash, sees the old file or the new one, never part of one. Used for prepared
-    data, checkpoints and saved configs."""
+    data, checkpoints and saved configs. A link at path is refused (LinkError), and the
+    temporary file is made anew, so that no link planted under its name is followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_link(path)
     # the pid in the name: ranks never share one
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
     try:
+        tmp.unlink(missing_ok=True)  # a leftover, or a link: removed itself, never followed
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644))
         write(tmp)
         _fsync(tmp)  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
@@ -48,6 +63,11 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 class RunDirError(UserError):
     """A run directory that cannot be used: a file, not creatable, or held by a live run."""
+
+
+class LinkError(RunDirError):
+    """A symbolic link where a run's or the data's own file or folder should be: the project
+    never writes, reads or deletes through one, so nothing outside those folders is touched."""
 
 
 def make_run_dir(path: Path) -> None:
@@ -76,7 +96,9 @@ class RunLock:
     def acquire(self) -> None:
         if fcntl is None:
             return
-        file = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        refuse_link(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
+        file = os.fdopen(fd, "r+")  # held open for the lock's lifetime
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -98,3 +120,50 @@ class RunLock:
         if self._file is not None:
             self._file.close()  # closing the file releases the flock
             self._file = None
+
+
+class SetAside:
+    """A run's files moved into a folder beside them instead of deleted, so that they can be put
+    back: `--overwrite` sets the old run aside, restores it if the new run fails before its first
+    checkpoint, and discards it after. A folder left by a killed process is settled at the next
+    start (`settle`)."""
+
+    def __init__(self, run_dir: Path, name: str = ".replaced") -> None:
+        self.run_dir = run_dir
+        self.folder = run_dir / name
+
+    def move(self, files: list[Path]) -> None:
+        """Move files (inside run_dir, none a link) into the folder, keeping their places."""
+        for path in files:
+            refuse_link(path)
+        for path in files:
+            target = self.folder / path.relative_to(self.run_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        for folder in {path.parent for path in files} - {self.run_dir}:
+            with contextlib.suppress(OSError):  # gone if emptied; kept if it holds the user's
+                folder.rmdir()
+
+    def restore(self) -> list[Path]:
+        """Put every file back where it was (replacing what the new run wrote there); the
+        folder goes. Returns the files restored."""
+        restored = []
+        if self.folder.is_dir() and not self.folder.is_symlink():
+            for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
+                original = self.run_dir / path.relative_to(self.folder)
+                original.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, original)
+                restored.append(original)
+            self.discard()
+        return restored
+
+    def discard(self) -> None:
+        """Delete the set-aside files and the folder: the run that replaced them has made its
+        first checkpoint."""
+        if self.folder.is_symlink():
+            self.folder.unlink()
+            return
+        if self.folder.is_dir():
+            for path in sorted(self.folder.rglob("*"), reverse=True):  # files before folders
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+            self.folder.rmdir()

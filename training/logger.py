@@ -96,6 +96,7 @@ class Histogram:
     bucket_counts: list[float]
 
 
+RUN_NAMES = tuple(sorted({m.run for m in METRICS.values()} - {""}))  # train, val, val_exact
 PROJECTOR_DIR = "projector"  # the embedding at each evaluation: one TSV file per iteration
 PROJECTOR_CONFIG = "projector_config.pbtxt"
 

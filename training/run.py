@@ -26,9 +26,16 @@ from checkpoint import (
     resolve_checkpoint_path,
 )
 from data import PreparedData, load_dataset
-from infra.device import Runtime, launched_by_torchrun
+from infra.device import DeviceError, Runtime, launched_by_torchrun
 from infra.errors import UserError
-from infra.files import RunDirError, RunLock, make_run_dir, write_atomic
+from infra.files import (
+    RunDirError,
+    RunLock,
+    SetAside,
+    make_run_dir,
+    refuse_link,
+    write_atomic,
+)
 from infra.progress import progress
 from model.scoring import exact_loss
 from training.config import (
@@ -38,13 +45,25 @@ from training.config import (
     config_for_resume,
     parse_args,
 )
-from training.logger import Console, Logger, NullLogger, TensorBoardLogger, tensorboard_files
+from training.logger import (
+    PROJECTOR_CONFIG,
+    PROJECTOR_DIR,
+    RUN_NAMES,
+    Console,
+    Logger,
+    NullLogger,
+    TensorBoardLogger,
+    tensorboard_files,
+)
 from training.optim import describe_optimizers
 from training.stopping import TrainingInterrupted, runtime_for
 from training.trainer import Trainer
 
 CONFIG_FILE = "config.yaml"
+# the first line of every config.yaml train.py writes: a file without it is the user's
+CONFIG_HEADER = "# written by train.py: the resolved configuration of the run in this directory"
 RUN_FILES = (LAST, BEST, CONFIG_FILE)
+SET_ASIDE = ".replaced"  # an overwritten run, until the run that replaces it has a checkpoint
 
 
 def holds_run(out_dir: Path) -> bool:
@@ -56,6 +75,31 @@ def holds_run(out_dir: Path) -> bool:
 def _previous_run_files(out_dir: Path) -> list[Path]:
     files = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
     return files + tensorboard_files(out_dir)
+
+
+def check_run_dir_entries(out_dir: Path) -> None:
+    """Refuse a run directory where a file or folder of a run is a link (LinkError: nothing is
+    written or deleted through one), or where a config.yaml that train.py did not write sits
+    without a run (a user's own file is never overwritten)."""
+    for name in (*RUN_FILES, PROJECTOR_DIR, PROJECTOR_CONFIG, *RUN_NAMES, SET_ASIDE):
+        refuse_link(out_dir / name)
+    config = out_dir / CONFIG_FILE
+    if config.is_file() and not holds_run(out_dir):
+        with open(config, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+        if first.rstrip("\n") != CONFIG_HEADER:
+            raise RunDirError(
+                f"{config} is not one train.py wrote, and a run never overwrites a file of "
+                "yours: move it, or give another --out_dir"
+            )
+
+
+def restore_set_aside(aside: SetAside, out_dir: Path) -> list[Path]:
+    """Put back the run that --overwrite set aside, removing what the new run wrote in its
+    place (its config and TensorBoard files; it made no checkpoint)."""
+    for path in _previous_run_files(out_dir):
+        path.unlink()
+    return aside.restore()
 
 
 def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
@@ -153,37 +197,47 @@ def lock_existing_run_dir(out_dir: Path, rt: Runtime) -> RunLock | None:
 
 
 def claim_run_dir(
-    out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime, lock: RunLock | None
-) -> RunLock | None:
-    """Rank 0 creates out_dir and locks it for this run (unless it holds the lock already). A
-    fresh run with overwrite then deletes the old run's files: the checks that could refuse the
-    new run are behind it. Temporary files that a killed writer left are removed. Returns the
-    lock, held by rank 0 until the run ends."""
+    out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime, lock: RunLock | None, say
+) -> tuple[RunLock | None, SetAside | None]:
+    """Rank 0 creates out_dir and locks it for this run (unless it holds the lock already), and
+    checks it (check_run_dir_entries). A fresh run with overwrite then sets the old run's files
+    aside (returned): the new run takes its place, and the old one is restored if the new one
+    fails before its first checkpoint. What a killed process left is settled first: temporary
+    files removed, a run set aside restored (or discarded, where the run that replaced it made
+    a checkpoint). Returns the lock, held by rank 0 until the run ends, and what was set aside."""
 
-    def claim() -> RunLock:
-        held = lock
+    def claim() -> tuple[RunLock, SetAside | None]:
+        held, aside = lock, None
         try:
             if held is None:
                 make_run_dir(out_dir)
                 held = RunLock(out_dir)
                 held.acquire()
+            check_run_dir_entries(out_dir)
+            left = SetAside(out_dir, SET_ASIDE)
+            if left.folder.exists():
+                if holds_run(out_dir):
+                    left.discard()
+                else:
+                    restored = restore_set_aside(left, out_dir)
+                    say(
+                        f"note: restored the run an --overwrite set aside in {out_dir} "
+                        f"({len(restored)} files): the run meant to replace it made no checkpoint"
+                    )
             if fresh and holds_run(out_dir):
                 if not overwrite:  # another run took the directory since the first check
                     raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
-                previous = _previous_run_files(out_dir)
-                for path in previous:
-                    path.unlink()
-                for folder in {path.parent for path in previous} - {out_dir}:
-                    with contextlib.suppress(OSError):  # it holds files of the user's own
-                        folder.rmdir()
+                aside = SetAside(out_dir, SET_ASIDE)
+                aside.move(_previous_run_files(out_dir))
             remove_stale_temporaries(out_dir)
         except BaseException:
             if held is not None:
                 held.release()
             raise
-        return held
+        return held, aside
 
-    return _decided_by_rank0(rt, out_dir, claim)
+    claimed = _decided_by_rank0(rt, out_dir, claim)
+    return claimed if claimed is not None else (None, None)
 
 
 class QuitNow(UserError):
@@ -234,9 +288,12 @@ def run_training(args: TrainArgs) -> None:
         if runtime.is_main:
             runtime.barrier()
         trainer = Trainer(config, runtime, data, console=console, checkpoint=checkpoint)
-        claimed = claim_run_dir(out_dir, checkpoint is None, args.overwrite, runtime, lock)
+        claimed, aside = claim_run_dir(
+            out_dir, checkpoint is None, args.overwrite, runtime, lock, console.print
+        )
         if claimed is not None and claimed is not lock:
             held.callback(claimed.release)
+        trainer.after_first_checkpoint = aside.discard if aside is not None else None
         try:
             _train(args, trainer, checkpoint, runtime, console)
         except TrainingInterrupted as e:
@@ -244,6 +301,16 @@ def run_training(args: TrainArgs) -> None:
             raise TrainingInterrupted(e.signum, e.checkpoint, resume) from None
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop (exact pass)
             raise QuitNow(out_dir) from None
+        except RuntimeError as e:  # torch.OutOfMemoryError on a GPU, a plain one on the CPU
+            if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
+                raise
+            raise DeviceError(
+                f"out of {runtime.device.type} memory at iteration {trainer.iter_num}: make "
+                "batch_size, block_size or the model smaller"
+            ) from None
+        finally:
+            if aside is not None and aside.folder.exists() and not holds_run(out_dir):
+                restore_set_aside(aside, out_dir)  # the new run failed before a checkpoint
 
 
 def _train(
@@ -254,7 +321,8 @@ def _train(
         resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
         console.print(f"resuming {out_dir}:" if checkpoint else f"config ({args.config_name}):")
         console.print("  " + resolved.rstrip().replace("\n", "\n  "))
-        write_atomic(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(resolved))
+        text = f"{CONFIG_HEADER}\n{resolved}"
+        write_atomic(out_dir / CONFIG_FILE, lambda tmp: tmp.write_text(text))
 
     logger: Logger = NullLogger()
     if runtime.is_main and config.tensorboard:

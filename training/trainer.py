@@ -7,7 +7,7 @@ import contextlib
 import math
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,7 @@ class Trainer:
         )
         self.train_batches = self._draw_train_batches()
         self.resumed_at: int | None = None
+        self.after_first_checkpoint: Callable[[], None] | None = None
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
             self.resumed_at = self.iter_num
@@ -247,8 +248,14 @@ class Trainer:
             # best.pt older than what last.pt calls the best (see run.prepare_run for resuming)
             paths = [self.out_dir / BEST, last] if best else [last]
             state = cpu_copy(self.state_dict(rng_states))
-            self.background.submit(lambda: save_checkpoint(state, *paths))
+            self.background.submit(lambda: self._write_checkpoint(state, paths))
         return last
+
+    def _write_checkpoint(self, state: dict[str, Any], paths: list[Path]) -> None:
+        save_checkpoint(state, *paths)
+        if self.after_first_checkpoint is not None:  # the run it replaced can go (run.py)
+            self.after_first_checkpoint()
+            self.after_first_checkpoint = None
 
     # ---- the loop -------------------------------------------------------------------------------
 
