@@ -19,6 +19,7 @@ from data.corpus import SHAKESPEARE_CACHE, check_shakespeare, load_dataset
 from data.errors import DataError
 from infra.cli import option, parse_into
 from infra.errors import run_main
+from infra.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> None:
             raise DataError(f"data_path {source} does not exist")
         check_shakespeare(source)
         if source.resolve() != SHAKESPEARE_CACHE.resolve():
-            SHAKESPEARE_CACHE.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, SHAKESPEARE_CACHE)
+            # whole or not at all: a full disk leaves no partial cache for later runs to trip on
+            write_atomic(SHAKESPEARE_CACHE, lambda tmp: shutil.copyfile(source, tmp))
             print(f"copied {source} to {SHAKESPEARE_CACHE}")
     data = load_dataset("shakespeare_char", say=print)
     print(

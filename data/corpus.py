@@ -28,7 +28,7 @@ import torch
 from data.errors import DataError
 from data.tokenizer import CharTokenizer
 from infra.progress import progress
-from infra.files import write_atomic
+from infra.files import LOCK_NAME, TEMPORARY_SUFFIX, locked, refuse_link, write_atomic
 
 SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -219,10 +219,35 @@ def check_preparation(data_dir: Path, source_sha256: str) -> str | None:
     return None
 
 
-def default_data_dir(dataset: str, data_path: str | Path | None) -> Path:
+def default_data_dir(dataset: str, data_path: str | Path | None, sha256: str) -> Path:
+    """Where a text is prepared unless --data_dir says: for a text of the user's, a folder named
+    for the file and keyed by its SHA-256, so that two texts of one name never share one."""
     if dataset == "shakespeare_char":
         return SHAKESPEARE_DIR
-    return DATA_ROOT / "text" / Path(data_path or "corpus").stem
+    return DATA_ROOT / "text" / f"{Path(data_path or 'corpus').stem}-{sha256[:16]}"
+
+
+# What preparation writes into a data_dir (and the corpus it keeps there): anything else in it
+# is the user's, and a data_dir that holds such files is not prepared into.
+OWN_FILES = {*PREPARED_FILES, "meta.json", "input.txt", LOCK_NAME}
+
+
+def check_data_dir(data_dir: Path) -> None:
+    """Refuse a data_dir that holds files this project did not write, or a link in its place."""
+    for name in OWN_FILES:
+        refuse_link(data_dir / name)
+    if not data_dir.is_dir():
+        return
+    foreign = sorted(
+        p.name for p in data_dir.iterdir()
+        if p.name not in OWN_FILES and not p.name.endswith(TEMPORARY_SUFFIX)
+    )  # fmt: skip
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
+        raise DataError(
+            f"data_dir {data_dir} holds files this project did not write ({shown}); it prepares "
+            "only into a folder of its own: give an empty or a new --data_dir"
+        )
 
 
 def load_dataset(
@@ -243,23 +268,27 @@ def load_dataset(
             raise DataError(f"data_path {source} does not exist")
     else:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
-    data_dir = Path(data_dir) if data_dir else default_data_dir(dataset, data_path)
-
     source_sha256 = sha256_of(source)
-    problem = check_preparation(data_dir, source_sha256)
-    if problem is not None:
-        say(f"preparing {source} into {data_dir} ({problem})")
-        prepare(source, data_dir, source_sha256)
-    tokenizer = CharTokenizer.load(data_dir / "vocab.json")
+    data_dir = Path(data_dir) if data_dir else default_data_dir(dataset, data_path, source_sha256)
+    check_data_dir(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
 
     def read_ids(name: str) -> torch.Tensor:
         # Copy-on-write: pages are read from the file as needed, and nothing is written back.
         # Every id is inside the vocabulary: the file is, by its SHA-256, what preparation wrote.
         return torch.from_numpy(np.memmap(data_dir / name, dtype=np.uint16, mode="c"))
 
-    return PreparedData(
-        train=read_ids("train.bin"),
-        val=read_ids("val.bin"),
-        tokenizer=tokenizer,
-        data_dir=data_dir,
-    )
+    # One process at a time checks, prepares and maps the files: others starting on the same
+    # folder wait, then find it prepared (or prepare it for their text), and each maps a
+    # consistent vocabulary and ids (a mapped file keeps its content if it is replaced later).
+    with locked(data_dir / LOCK_NAME):
+        problem = check_preparation(data_dir, source_sha256)
+        if problem is not None:
+            say(f"preparing {source} into {data_dir} ({problem})")
+            prepare(source, data_dir, source_sha256)
+        return PreparedData(
+            train=read_ids("train.bin"),
+            val=read_ids("val.bin"),
+            tokenizer=CharTokenizer.load(data_dir / "vocab.json"),
+            data_dir=data_dir,
+        )

@@ -6,7 +6,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from infra.errors import UserError
@@ -167,3 +167,17 @@ class SetAside:
             for path in sorted(self.folder.rglob("*"), reverse=True):  # files before folders
                 path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
             self.folder.rmdir()
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on path (created if need be, never through a link) for the
+    block, waiting for any other holder: for work that two processes must not do at once."""
+    refuse_link(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from helpers import ROOT
 from helpers import run as run_process
 
 import evaluate
@@ -189,3 +190,100 @@ def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_s
     assert result.returncode == 1 and "already holds a run" in result.stderr
     assert "restored the run an --overwrite set aside" in result.stdout
     assert (run / "last.pt").read_bytes() == before
+
+
+# ---- prepared data: keyed by what it is, prepared once at a time, never into a user's folder
+
+
+LOAD = (
+    "import sys; from data import load_dataset; d = load_dataset('text', sys.argv[1], "
+    "sys.argv[2] if len(sys.argv) > 2 else None); "
+    "print(''.join(d.tokenizer.chars), d.train.numel() + d.val.numel())"
+)
+
+
+def test_two_texts_of_one_name_are_prepared_apart(tmp_path):
+    from data import load_dataset
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "input.txt").write_text("abcabcabc" * 50)
+    (tmp_path / "b" / "input.txt").write_text("xyz xyz\n" * 40)
+    a = load_dataset("text", tmp_path / "a" / "input.txt")
+    b = load_dataset("text", tmp_path / "b" / "input.txt")
+    assert a.data_dir != b.data_dir and a.data_dir.name.startswith("input-")
+    assert a.tokenizer.chars == ["a", "b", "c"] and b.tokenizer.chars == ["\n", " ", "x", "y", "z"]
+    for data in (a, b):
+        for name in ("train.bin", "val.bin", "vocab.json", "meta.json", ".lock"):
+            (data.data_dir / name).unlink()
+        data.data_dir.rmdir()
+
+
+def test_processes_preparing_one_folder_at_once_each_get_their_own_text(tmp_path):
+    """Six processes start together on one --data_dir, three with each of two texts: each must
+    map its own text's vocabulary and ids, never the other's."""
+    import subprocess
+
+    texts = {"a": "abab\n" * 30000, "b": "xyz,\n" * 20000}
+    for name, text in texts.items():
+        (tmp_path / f"{name}.txt").write_text(text)
+    shared = tmp_path / "prepared"
+    processes = [
+        (name, subprocess.Popen(
+            [sys.executable, "-c", LOAD, str(tmp_path / f"{name}.txt"), str(shared)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+        for name in ("a", "b", "a", "b", "a", "b")
+    ]  # fmt: skip
+    for name, process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        chars, count = out.rsplit(" ", 1)
+        assert chars == "".join(sorted(set(texts[name]))) and int(count) == len(texts[name])
+
+
+def test_a_data_dir_holding_the_users_files_is_refused(tmp_path):
+    from data import DataError, load_dataset
+
+    text = tmp_path / "text.txt"
+    text.write_text("hello world\n" * 30)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "vocab.json").write_text("my own vocabulary")
+    (folder / "notes.md").write_text("my notes")
+    with pytest.raises(DataError, match="holds files this project did not write"):
+        load_dataset("text", text, folder)
+    assert (folder / "vocab.json").read_text() == "my own vocabulary"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real, nearly full disk: a 64 KB tmpfs (root only)."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_partial_cache(
+    small_disk, tmp_path, capsys
+):
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be\n" * 5000)  # 95,000 characters: 190 KB of ids
+    argv = ["--config", "tiny", "--device", "cpu", "--dataset", "text", "--data_path", str(text),
+            "--data_dir", str(small_disk / "prepared"),
+            "--out_dir", str(tmp_path / "run")]  # fmt: skip
+    result = run_process([sys.executable, "train.py", *argv])
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "disk full" in result.stderr and "train.bin" in result.stderr
+    left = sorted(p.name for p in (small_disk / "prepared").iterdir())
+    assert left == [".lock"]  # no half-written file a later run could take for data
