@@ -87,7 +87,9 @@ def draw_attention(model, ids: list[int], tokenizer, options: SampleOptions) -> 
     idx = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
     maps = [layer[0] for layer in attention_maps(model, idx)]
     chars = [tokenizer.chars[i] for i in ids]
-    title = f"{options.ckpt}: attention over the prompt (rows: queries, columns: keys)"
+    # a path is text: "$" would start one of matplotlib's formulas
+    shown = options.ckpt.replace("$", r"\$")
+    title = f"{shown}: attention over the prompt (rows: queries, columns: keys)"
     with writing(options.attention):
         attention_figure(maps, chars, title).savefig(options.attention, dpi=120)
 
@@ -146,15 +148,17 @@ def sample(argv: list[str] | None = None) -> int:
             use_kv_cache=options.kv_cache,
         )
         text, new_ids = [], []
-        with autocast, named_non_finite_logits():
-            for token in new_tokens:
-                char = tokenizer.decode(token.tolist())
-                new_ids.append(int(token))
-                if stream:
-                    print(char, end="", flush=True)
-                else:
-                    text.append(char)
-        print("".join(text))
+        try:
+            with autocast, named_non_finite_logits():
+                for token in new_tokens:
+                    char = tokenizer.decode(token.tolist())
+                    new_ids.append(int(token))
+                    if stream:
+                        print(char, end="", flush=True)
+                    else:
+                        text.append(char)
+        finally:  # on Ctrl-C too: what was generated is written, not lost with the process
+            print("".join(text), flush=True)
         if i == 0 and options.attention is not None and options.attention.endswith(".html"):
             write_explorer(model, prompt_ids + new_ids, len(prompt_ids), tokenizer, options)
     return 0

@@ -287,3 +287,56 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_partial_cache(
     assert "disk full" in result.stderr and "train.bin" in result.stderr
     left = sorted(p.name for p in (small_disk / "prepared").iterdir())
     assert left == [".lock"]  # no half-written file a later run could take for data
+
+
+# ---- one line, never a traceback; bounded waits; nothing generated is lost ------------------
+
+
+@pytest.mark.parametrize(
+    "yaml_text, extra, message",
+    [
+        ("1: 2\n", [], "unknown key 1: keys are names"),
+        ("", ["--dist_timeout", "1e20"], "dist_timeout: must be positive and at most"),
+        ("", ["--exact_max_chars", "-1"], "exact_max_chars: must not be negative"),
+    ],
+)
+def test_more_config_mistakes_are_one_line_and_exit_2(tmp_path, capsys, yaml_text, extra, message):
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml_text)
+    assert train.main(["--config", str(config), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_path_with_dollars_is_text_in_the_attention_picture(tiny_run, tmp_path):
+    odd = tmp_path / "run $x^{2}$ and $$"
+    odd.mkdir()
+    (odd / "last.pt").write_bytes((tiny_run / "last.pt").read_bytes())
+    png = tmp_path / "a.png"
+    argv = ["--ckpt", str(odd), "--prompt", "ROMEO:", "--max_new_tokens", "0"]
+    assert sample.main([*argv, "--attention", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_exact_pass_on_a_long_split_scores_its_first_characters_and_says_so(tiny_argv, capsys):
+    assert train.main(tiny_argv("--max_iters", "5", "--exact_max_chars", "500")) == 0
+    assert "exact val loss" in (out := capsys.readouterr().out)
+    assert "over the first 500 of 111,539 characters" in out
+
+
+def test_ctrl_c_while_sampling_into_a_file_keeps_what_was_generated(tiny_run, tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "sample.txt"
+    argv = [sys.executable, "sample.py", "--ckpt", str(tiny_run), "--prompt", "ROMEO:",
+            "--max_new_tokens", "10000000", "--device", "cpu"]  # fmt: skip
+    with open(out, "w") as file:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=file, stderr=subprocess.PIPE, text=True)
+        time.sleep(4)  # generating, into a file: nothing printed yet
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err
+    text = out.read_text()
+    assert text.startswith("ROMEO:") and len(text) > 100  # the prompt and what followed it

@@ -35,6 +35,7 @@ from infra.device import DEFAULT_DIST_TIMEOUT, DTYPE_NAMES, is_device_name
 from model import GPTConfig
 from training.schedule import LR_SCHEDULES, Schedule
 
+MAX_DIST_TIMEOUT = 365 * 24 * 3600.0  # torch keeps the timeout as a timedelta: it must fit
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "small.yaml"
 OPTIMIZERS = ("adamw", "muon")
@@ -115,6 +116,11 @@ class TrainConfig(GPTConfig):
         "on the loss curves, no sample or checkpoint (0: only at evaluations)",
     )
     log_interval: int = option(10, "iterations between log lines")
+    exact_max_chars: int = option(
+        2_000_000,
+        "the exact val loss at the end scores at most this many characters, the split's first "
+        "(0: every one)",
+    )
     sample_chars: int = option(
         200, "characters of sample text written at each evaluation (0: none)"
     )
@@ -173,10 +179,15 @@ class TrainConfig(GPTConfig):
         require(self.muon_lr > 0, "muon_lr", "must be positive")
         require(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
         require(self.grad_clip >= 0, "grad_clip", "must not be negative")
-        require(self.dist_timeout > 0, "dist_timeout", "must be positive")
+        require(
+            0 < self.dist_timeout <= MAX_DIST_TIMEOUT,
+            "dist_timeout",
+            f"must be positive and at most {MAX_DIST_TIMEOUT:,.0f} seconds (a year)",
+        )
         require(0 <= self.seed < 2**63, "seed", "must be between 0 and 2**63 - 1")
         require(self.sample_chars >= 0, "sample_chars", "must not be negative")
         require(self.loss_interval >= 0, "loss_interval", "must not be negative")
+        require(self.exact_max_chars >= 0, "exact_max_chars", "must not be negative")
         require(
             len(self.probe_text) <= self.block_size,
             "probe_text",
@@ -220,8 +231,10 @@ KEYS = {f.name: f for f in fields(TrainConfig) if f.name != "vocab_size"}
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
-def coerce(key: str, value: Any, source: str) -> Any:
+def coerce(key: Any, value: Any, source: str) -> Any:
     """value (from YAML, or a command-line string) as the type of `key`, or a ConfigError."""
+    if not isinstance(key, str):  # YAML reads `1: 2` as the number 1
+        raise ConfigError(f"{source}: unknown key {key!r}: keys are names, like n_layer")
     if key not in KEYS:
         raise ConfigError(f"{source}: unknown key {key!r}{did_you_mean(key, KEYS)}")
     return parse_value(key, _TYPES[key], value, source)

@@ -375,16 +375,20 @@ def report_exact_val_loss(
     trainer: Trainer, data: PreparedData, rt: Runtime, logger: Logger, console: Console
 ) -> None:
     """Once, at the end of a run: the loss over every character of the validation split
-    (model/scoring.py), beside the last random-window estimate."""
+    (model/scoring.py), or of its first exact_max_chars on a split longer than that (the cost
+    stays bounded on a large text), beside the last random-window estimate."""
 
     def scoring(batches):
         return progress(batches, len(batches), "exact val loss", unit="batch")
 
+    cap, total = trainer.config.exact_max_chars, data.val.numel() - 1
+    tokens = data.val[: cap + 1] if cap and total > cap else data.val
     with rt.autocast():
-        nats, count = exact_loss(trainer.model, data.val, progress=scoring)
+        nats, count = exact_loss(trainer.model, tokens, progress=scoring)
     estimate = trainer.eval_losses.get("val")
     beside = f" (random-window estimate {estimate:.4f})" if estimate is not None else ""
-    console.print(f"exact val loss {nats:.4f} over all {count:,} characters{beside}")
+    scope = f"all {count:,}" if count == total else f"the first {count:,} of {total:,}"
+    console.print(f"exact val loss {nats:.4f} over {scope} characters{beside}")
     logger.scalar("loss/val_exact", nats, trainer.iter_num)
 
 
