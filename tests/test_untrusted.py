@@ -340,3 +340,30 @@ def test_ctrl_c_while_sampling_into_a_file_keeps_what_was_generated(tiny_run, tm
     assert process.returncode == 130 and "Traceback" not in err
     text = out.read_text()
     assert text.startswith("ROMEO:") and len(text) > 100  # the prompt and what followed it
+
+
+def test_a_model_too_large_for_memory_is_one_line_before_anything_is_allocated(tiny_argv, capsys):
+    import time
+
+    start = time.perf_counter()
+    assert train.main(tiny_argv("--n_embd", "1000000", "--n_head", "1")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GiB, more than the" in err
+    assert time.perf_counter() - start < 30  # refused, not attempted
+
+
+def test_a_path_holding_the_pages_markers_stays_text_in_the_explorer(tiny_run, tmp_path):
+    import json
+    import re
+
+    odd = tmp_path / "__DATA__ __TITLE__ <b>"
+    odd.mkdir()
+    (odd / "last.pt").write_bytes((tiny_run / "last.pt").read_bytes())
+    page = tmp_path / "page.html"
+    argv = ["--ckpt", str(odd), "--prompt", "ROMEO:", "--max_new_tokens", "5"]
+    assert sample.main([*argv, "--attention", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    title = re.search(r"<title>(.*?)</title>", text).group(1)
+    assert "__DATA__ __TITLE__ &lt;b&gt;" in title and "<b>" not in title
+    data = re.search(r'data-role="data">(.*?)</script>', text, re.S).group(1)
+    assert json.loads(data.replace("<\\/", "</"))["ids"]  # the data is whole, in its place
