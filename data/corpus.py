@@ -240,7 +240,7 @@ def check_data_dir(data_dir: Path) -> None:
         return
     foreign = sorted(
         p.name for p in data_dir.iterdir()
-        if p.name not in OWN_FILES and not p.name.endswith(TEMPORARY_SUFFIX)
+        if p.name not in OWN_FILES and not p.name.endswith((TEMPORARY_SUFFIX, ".download"))
     )  # fmt: skip
     if foreign:
         shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
