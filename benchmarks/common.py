@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-
-# Benchmarks run as scripts (python benchmarks/x.py): importing this module first makes the
-# project importable from anywhere.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def cpu_name() -> str:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import common  # noqa: F401  (makes the project importable)
 from recording import AVX2, NATIVE_BF16, ROOT, read_records
 
 from infra.cli import option, parse_into

@@ -8,20 +8,17 @@ Without either they are skipped, except under CI=true, where a missing corpus is
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import flags
+
+from data import PreparedData, load_dataset
+from data.corpus import SHAKESPEARE_CACHE
+from training.config import TrainConfig, build_config, read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from helpers import flags  # noqa: E402
-
-from data import PreparedData, load_dataset  # noqa: E402
-from data.corpus import SHAKESPEARE_CACHE  # noqa: E402
-from training.config import TrainConfig, build_config, read_yaml  # noqa: E402
 
 CORPUS_CANDIDATES = (SHAKESPEARE_CACHE, ROOT.parent / "shared" / "data" / "tinyshakespeare.txt")
 

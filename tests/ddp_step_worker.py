@@ -14,8 +14,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from data import CharTokenizer, PreparedData, get_batch
 from training.config import TrainConfig
 from training.stopping import runtime_for

@@ -131,3 +131,24 @@ def test_the_layer_test_catches_a_leak(module, forbidden, tmp_path, monkeypatch)
 def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train.py", "--config", "tiny", "--help"],
+        ["sample.py", "--help"],
+        ["benchmarks/render_docs.py", "--check"],
+    ],
+)
+def test_scripts_run_from_any_directory(tmp_path, argv):
+    """The project is installed (`-e .` in requirements.txt): its scripts need no particular
+    working directory and no path of their own."""
+    import subprocess
+    import sys
+
+    script, *options = argv
+    result = subprocess.run(
+        [sys.executable, str(ROOT / script), *options], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
