@@ -13,10 +13,11 @@ from checkpoint import load_model
 from infra.cli import option, parse_into, read_text_file
 from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
-from infra.figures import attention_figure
 from model import generate_tokens
-from model.attention_maps import attention_maps, attention_over_text
+from model.attention_maps import attention_maps
 from viz import Explorer
+from viz.explorer import attention_over_text
+from viz.figures import attention_figure
 
 SEPARATOR = "\n" + "-" * 40
 # Below this, logits divided by the temperature overflow; 0 already means greedy.

@@ -24,9 +24,8 @@ from recording import write_record
 from checkpoint import load_model
 from infra.cli import option, parse_into
 from infra.errors import ConfigError, run_main
-from infra.explorer import explorer_html
 from model import generate
-from model.attention_maps import attention_over_text
+from viz.explorer import attention_over_text, explorer_html
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from torch.nn import functional as F
 import evaluate
 import sample
 import train
-from infra.figures import AttentionPictures, attention_figure, visible
 from model import GPT, GPTConfig
 from model.attention_maps import attention_maps
 from model.scoring import exact_loss, window_plan
-from training.evaluation import histograms
+from viz.figures import AttentionPictures, attention_figure, visible
+from viz.inspection import histograms
 
 BLOCK = 16
 

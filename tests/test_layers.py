@@ -15,7 +15,7 @@ ALLOWED = {
     "model": {"infra"},
     "data": {"infra"},
     "checkpoint": {"infra", "model", "data"},
-    "training": {"infra", "model", "data", "checkpoint"},
+    "training": {"infra", "model", "data", "checkpoint", "viz"},
     "viz": {"infra", "model", "data", "checkpoint"},
     "sample": {"infra", "model", "data", "checkpoint", "viz"},
     "evaluate": {"infra", "model", "data", "checkpoint"},

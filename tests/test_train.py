@@ -413,7 +413,7 @@ def test_own_text_corpus_trains(tmp_path, capsys):
 def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     tiny_config, shakespeare, capsys
 ):
-    from training.logger import Console
+    from training.console import Console
 
     def fit(interactive: bool) -> tuple[str, str]:
         config = tiny_config(max_iters=20, eval_interval=10, log_interval=5)

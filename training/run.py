@@ -45,11 +45,11 @@ from training.config import (
     config_for_resume,
     parse_args,
 )
+from training.console import Console
 from training.logger import (
     PROJECTOR_CONFIG,
     PROJECTOR_DIR,
     RUN_NAMES,
-    Console,
     Logger,
     NullLogger,
     TensorBoardLogger,

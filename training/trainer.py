@@ -20,18 +20,12 @@ from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
 from data import DataError, PreparedData, get_batch
 from infra.background import Background
 from infra.device import Runtime, check_fits, decide_compile
-from infra.figures import AttentionPictures
 from model import GPT
 from model.gpt import parameter_count
 from training.config import ConfigError, TrainConfig
-from training.evaluation import (
-    estimate_loss,
-    log_inside_the_model,
-    look_inside_the_model,
-    probe_tokens,
-    sample_text,
-)
-from training.logger import Console, Logger, NullLogger
+from training.console import Console
+from training.evaluation import estimate_loss, probe_tokens, sample_text
+from training.logger import Logger, NullLogger
 from training.mfu import peak_flops
 from training.optim import build_optimizers, set_learning_rates
 from training.rng import all_rng_states, derived_seed, rng_state, set_rng_state
@@ -44,6 +38,8 @@ from training.stopping import (
     agree_at_log_point,
     check_finite,
 )
+from viz.figures import AttentionPictures
+from viz.inspection import log_inside_the_model, look_inside_the_model
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 

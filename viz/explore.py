@@ -11,9 +11,8 @@ import torch
 from data import CharTokenizer
 from infra.device import inference_autocast
 from infra.errors import ConfigError
-from infra.explorer import explorer_fragment, explorer_html
 from model import GPT, generate
-from model.attention_maps import attention_over_text
+from viz.explorer import attention_over_text, explorer_fragment, explorer_html
 
 
 @dataclass(frozen=True)

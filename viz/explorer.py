@@ -1,0 +1,179 @@
+"""The attention explorer: one self-contained HTML fragment (data, script and style inline, no
+network) over a text and what a model's heads attend to in it. `attention_over_text` takes the
+numbers from the model's own computation; the page (viz/explorer.html) makes the weights from the
+scores with the same softmax and shows them: the text shaded by the weights of the character
+pointed at, the formula behind one row, the head view, the neuron view, every layer and head as
+a grid, and one head zoomed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.gpt import GPT, causal_softmax
+
+TEMPLATE = Path(__file__).with_name("explorer.html")
+MARKERS = re.compile("__ID__|__TITLE__|__DATA__")
+
+
+def _packed(array: np.ndarray) -> str:
+    """array's bytes, little-endian as the page reads them, in base64."""
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return base64.b64encode(little.tobytes()).decode()
+
+
+# The formula view shows the first channels of each value vector (the output's too): the page
+# holds only those, which keeps a 500-character page under 5 MB.
+VALUE_CHANNELS = 8
+
+
+def explorer_data(attention: dict, chars: Sequence[str], prompt_length: int) -> dict:
+    """The page's data: scores as one float32 array (layer, head, t, s = start[t] .. t); per
+    window, as float16 (layer, head, position, channel), the keys of its positions, the queries
+    of the positions it is the window of (`first` .. end - 1: each query once) and the first
+    VALUE_CHANNELS channels of the values; the rest as JSON."""
+    scores = np.array(
+        [s for layer in attention["scores"] for head in layer for row in head for s in row],
+        dtype=np.float32,
+    )
+    starts = attention["start"]
+    windows, offsets = [], {"queries": 0, "keys": 0, "values": 0}
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name in offsets}
+    for window in attention["windows"]:
+        first = starts.index(window["start"])  # its first query: earlier positions are context
+        blocks = {
+            "queries": np.array(window["queries"], dtype=np.float16)[
+                :, :, first - window["start"] :
+            ],
+            "keys": np.array(window["keys"], dtype=np.float16),
+            "values": np.array(window["values"], dtype=np.float16)[..., :VALUE_CHANNELS],
+        }  # (layer, head, position, channel) each
+        windows.append({"start": window["start"], "end": window["end"], "first": first,
+                        **{f"{name}_offset": offsets[name] for name in offsets}})  # fmt: skip
+        for name, block in blocks.items():
+            vectors[name].append(block.ravel())
+            offsets[name] += block.size
+    return {
+        "chars": list(chars),
+        "ids": attention["ids"],
+        "prompt_length": prompt_length,
+        "start": starts,
+        "n_layer": len(attention["scores"]),
+        "n_head": len(attention["scores"][0]),
+        "head_size": attention["head_size"],
+        "value_channels": min(VALUE_CHANNELS, attention["head_size"]),
+        "scores": _packed(scores),
+        **{
+            name: _packed(np.concatenate(blocks).view(np.uint16))
+            for name, blocks in vectors.items()
+        },
+        "windows": windows,
+        "top_ids": attention["top_ids"],
+        "top_probs": [[round(p, 4) for p in row] for row in attention["top_probs"]],
+    }
+
+
+def explorer_fragment(attention: dict, chars: Sequence[str], prompt_length: int, title: str) -> str:
+    """The explorer as one HTML element (style, data and script inside it), with an id of its
+    own: a page's body, or a notebook's output beside others."""
+    data = json.dumps(explorer_data(attention, chars, prompt_length), separators=(",", ":"))
+    data = data.replace("</", "<\\/")  # nothing in the data can close its <script>
+    fills = {"__ID__": f"explorer-{secrets.token_hex(6)}", "__TITLE__": escape(title),
+             "__DATA__": data}  # fmt: skip
+    # one pass: a title that holds a marker stays text
+    return MARKERS.sub(lambda m: fills[m.group(0)], TEMPLATE.read_text(encoding="utf-8"))
+
+
+def explorer_html(attention: dict, chars: Sequence[str], prompt_length: int, title: str) -> str:
+    """The whole page, ready to write to a file."""
+    fragment = explorer_fragment(attention, chars, prompt_length, title)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>Attention explorer: {escape(title)}</title>\n</head>\n<body>\n"
+        f"{fragment}</body>\n</html>\n"
+    )
+
+
+@torch.no_grad()
+def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
+    """Everything the attention explorer shows for a text of any length, from the model's own
+    computation: the same context windows as generation (model.generate.window_start), one
+    forward pass per window, and in each layer the queries, keys and values of
+    `CausalSelfAttention.project`, from which `causal_softmax` makes the weights.
+
+    For each position t (a query), `start[t]` is the first position of its window. In layer l,
+    head h, its row holds, for keys s = start[t] .. t: `scores` q_t·k_s (before the 1/√d_k) and
+    `weights` softmax(QKᵀ/√d_k) with the causal mask. `windows` holds each window's first and
+    last position and the queries q_t, keys k_s and values v_s (hs channels) of its positions,
+    per layer and head: the weights of its queries average the values. `top_ids` and
+    `top_probs` are the likeliest next characters after t."""
+    from model.generate import window_start
+
+    T, block = len(ids), model.config.block_size
+    starts, start = [], None
+    for length in range(1, T + 1):
+        start = window_start(length, start, block)
+        starts.append(start)
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    scores = [[[None] * T for _ in range(n_head)] for _ in range(n_layer)]
+    weights = [[[None] * T for _ in range(n_head)] for _ in range(n_layer)]
+    windows = []
+    top_ids, top_probs = [None] * T, [None] * T
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for window in sorted(set(starts)):
+            members = [t for t in range(T) if starts[t] == window]
+            end = members[-1] + 1
+            idx = torch.tensor([ids[window:end]], device=device)
+            caught = []
+
+            def catch(attn: torch.nn.Module, args: tuple, caught=caught) -> None:
+                x, rotary = args[0], args[1] if len(args) > 1 else None
+                q, k, v = attn.project(x, rotary)
+                caught.append((q @ k.transpose(-2, -1), causal_softmax(q, k), q, k, v))
+
+            hooks = [b.attn.register_forward_pre_hook(catch) for b in model.transformer.h]
+            try:
+                logits, _ = model(idx)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            probs = torch.softmax(logits[0].float(), dim=-1)  # (T_window, vocab)
+            best = probs.topk(min(top, probs.size(-1)), dim=-1)
+            window_vectors = {"start": window, "end": end}
+            for i, name in enumerate(("queries", "keys", "values"), start=2):
+                window_vectors[name] = [  # (layer, head, position, hs)
+                    [found[i][0, h].float().tolist() for h in range(n_head)] for found in caught
+                ]
+            windows.append(window_vectors)
+            for t in members:
+                row = t - window  # the query's place in this window
+                top_ids[t] = best.indices[row].tolist()
+                top_probs[t] = best.values[row].tolist()
+                for layer, (s, w, *_) in enumerate(caught):
+                    for head in range(n_head):
+                        scores[layer][head][t] = s[0, head, row, : row + 1].float().tolist()
+                        weights[layer][head][t] = w[0, head, row, : row + 1].float().tolist()
+    finally:
+        model.train(was_training)
+    return {
+        "ids": list(ids),
+        "start": starts,
+        "head_size": model.config.n_embd // n_head,
+        "scores": scores,
+        "weights": weights,
+        "windows": windows,
+        "top_ids": top_ids,
+        "top_probs": top_probs,
+    }
