@@ -479,7 +479,7 @@ def test_a_resume_never_writes_into_another_run(tiny_argv, tmp_path, capsys):
 
 
 def test_resuming_from_best_never_rolls_back_a_later_last(tiny_argv, tmp_path, capsys):
-    from training.run import BEST, LAST
+    from checkpoint import BEST, LAST
 
     assert train.main(tiny_argv("--max_iters", "20", "--eval_interval", "5")) == 0
     run_dir = tmp_path / "run"

@@ -1,0 +1,241 @@
+"""A run directory belongs to its run: which run a command may write into, and how it takes it.
+
+A fresh run refuses a directory that holds a run unless --overwrite (the old run is set aside and
+given back if the new one fails before its first checkpoint); a resume writes only into the run
+it continues or an empty directory, and never rolls back a later last.pt; a live run holds a lock
+that stops a second one at once. Nothing is written or deleted through a link, and a config.yaml
+that train.py did not write is never replaced. Everything that can refuse a run is checked before
+the directory is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import torch.distributed as dist
+
+from checkpoint import (
+    BEST,
+    LAST,
+    CheckpointError,
+    load_checkpoint,
+    remove_stale_temporaries,
+    resolve_checkpoint_path,
+)
+from infra.device import Runtime, launched_by_torchrun
+from infra.errors import UserError
+from infra.files import RunDirError, RunLock, SetAside, make_run_dir, refuse_link
+from training.config import DATA_PATH_KEYS, TrainArgs, TrainConfig, config_for_resume
+from training.logger import PROJECTOR_CONFIG, PROJECTOR_DIR, RUN_NAMES, tensorboard_files
+
+CONFIG_FILE = "config.yaml"
+# the first line of every config.yaml train.py writes: a file without it is the user's
+CONFIG_HEADER = "# written by train.py: the resolved configuration of the run in this directory"
+RUN_FILES = (LAST, BEST, CONFIG_FILE)
+SET_ASIDE = ".replaced"  # an overwritten run, until the run that replaces it has a checkpoint
+
+
+def holds_run(out_dir: Path) -> bool:
+    """Whether out_dir holds a run's checkpoint (False where it cannot even be looked at: the
+    attempt to create it will say why)."""
+    return any(os.path.isfile(out_dir / name) for name in (LAST, BEST))
+
+
+def _previous_run_files(out_dir: Path) -> list[Path]:
+    files = [out_dir / name for name in RUN_FILES if (out_dir / name).exists()]
+    return files + tensorboard_files(out_dir)
+
+
+def check_run_dir_entries(out_dir: Path) -> None:
+    """Refuse a run directory where a file or folder of a run is a link (LinkError: nothing is
+    written or deleted through one), or where a config.yaml that train.py did not write sits
+    without a run (a user's own file is never overwritten)."""
+    for name in (*RUN_FILES, PROJECTOR_DIR, PROJECTOR_CONFIG, *RUN_NAMES, SET_ASIDE):
+        refuse_link(out_dir / name)
+    config = out_dir / CONFIG_FILE
+    if config.is_file() and not holds_run(out_dir):
+        with open(config, encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+        if first.rstrip("\n") != CONFIG_HEADER:
+            raise RunDirError(
+                f"{config} is not one train.py wrote, and a run never overwrites a file of "
+                "yours: move it, or give another --out_dir"
+            )
+
+
+def restore_set_aside(aside: SetAside, out_dir: Path) -> list[Path]:
+    """Put back the run that --overwrite set aside, removing what the new run wrote in its
+    place (its config and TensorBoard files; it made no checkpoint)."""
+    for path in _previous_run_files(out_dir):
+        path.unlink()
+    return aside.restore()
+
+
+def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
+    """The run's configuration, the checkpoint it continues from (None for a fresh run) and
+    notes for the user. Refuses, before anything is written, every run that would change a run
+    it does not own."""
+    if args.resume is None:
+        config = args.config
+        out_dir = Path(config.out_dir)
+        if holds_run(out_dir) and not args.overwrite:
+            raise RunDirError(
+                f"{out_dir} already holds a run; continue it with --resume, start afresh with "
+                "--overwrite (which deletes its checkpoints and TensorBoard logs), or train beside "
+                "it with --out_dir auto (a new directory named for the run)"
+            )
+        return config, None, []
+    try:
+        # last.pt, or best.pt where a full disk stopped the run between writing the two (best.pt
+        # is written first, so it is then the newer)
+        path = resolve_checkpoint_path(args.resume, names=(LAST, BEST))
+    except CheckpointError as e:
+        raise CheckpointError(f"nothing to resume: {e}") from None
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    source_dir = path.parent.resolve()
+    config, notes = config_for_resume(checkpoint["config"], args.cli_values, path.parent)
+    out_dir = Path(config.out_dir)
+    continues_in_place = out_dir.resolve() == source_dir
+    if continues_in_place and path.name != LAST and (out_dir / LAST).exists():
+        # continuing from best.pt in place would roll last.pt back and purge TensorBoard's
+        # later steps: the later run would be lost
+        last_iter = load_checkpoint(out_dir / LAST)["iter_num"]
+        if last_iter != checkpoint["iter_num"]:
+            new_dir = f"{out_dir}-from-{checkpoint['iter_num']}"
+            raise RunDirError(
+                f"resuming {path} (iteration {checkpoint['iter_num']}) in place would roll back "
+                f"{out_dir / LAST} (iteration {last_iter}); continue it in a new directory: "
+                f"python train.py --resume {shlex.quote(str(path))} --out_dir "
+                f"{shlex.quote(new_dir)}"
+            )
+    if not continues_in_place and holds_run(out_dir):
+        raise RunDirError(
+            f"{out_dir} holds another run; a resumed run writes only into the run it continues "
+            f"({path.parent}) or into a directory without a run: give another --out_dir"
+        )
+    if continues_in_place and path.name == LAST and (out_dir / BEST).is_file():
+        notes += reconcile_best(checkpoint, out_dir / BEST)
+    return config, checkpoint, notes
+
+
+def reconcile_best(checkpoint: dict, best_path: Path) -> list[str]:
+    """best.pt is written before last.pt, so a run that failed between the two leaves a best.pt
+    newer than last.pt, holding a better loss than last.pt knows of. The resumed run takes that
+    loss as the one to beat, so it never replaces best.pt by a worse model."""
+    best = load_checkpoint(best_path)
+    if best["best_val_loss"] >= checkpoint["best_val_loss"]:
+        return []
+    checkpoint["best_val_loss"] = best["best_val_loss"]
+    return [
+        f"note: {best_path} (iteration {best['iter_num']}, val {best['best_val_loss']:.4f}) is "
+        f"newer than {best_path.parent / LAST} (iteration {checkpoint['iter_num']}): the run "
+        "stopped between the two writes; it continues from last.pt and keeps best.pt"
+    ]
+
+
+def _decided_by_rank0(rt: Runtime, out_dir: Path, action) -> RunLock | None:
+    """action() on rank 0, its refusal (a RunDirError or OSError) told to every rank in one
+    broadcast, so that a refusal stops all of them cleanly instead of leaving some waiting."""
+    result, problem = None, None
+    if rt.is_main:
+        try:
+            result = action()
+        except (RunDirError, OSError) as e:
+            problem = str(e)
+    if rt.distributed:
+        shared = [problem]
+        dist.broadcast_object_list(shared, src=0)
+        problem = shared[0]
+    if problem is not None:
+        raise RunDirError(problem if rt.is_main else f"rank 0 could not use {out_dir}")
+    return result
+
+
+def lock_existing_run_dir(out_dir: Path, rt: Runtime) -> RunLock | None:
+    """Where out_dir exists already, lock it at once, before any slow work: a second run aimed
+    at a live run's directory is refused in a moment, and changes nothing there."""
+
+    def lock() -> RunLock | None:
+        if not os.path.isdir(out_dir):
+            return None
+        lock = RunLock(out_dir)
+        lock.acquire()
+        return lock
+
+    return _decided_by_rank0(rt, out_dir, lock)
+
+
+def claim_run_dir(
+    out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime, lock: RunLock | None, say
+) -> tuple[RunLock | None, SetAside | None]:
+    """Rank 0 creates out_dir and locks it for this run (unless it holds the lock already), and
+    checks it (check_run_dir_entries). A fresh run with overwrite then sets the old run's files
+    aside (returned): the new run takes its place, and the old one is restored if the new one
+    fails before its first checkpoint. What a killed process left is settled first: temporary
+    files removed, a run set aside restored (or discarded, where the run that replaced it made
+    a checkpoint). Returns the lock, held by rank 0 until the run ends, and what was set aside."""
+
+    def claim() -> tuple[RunLock, SetAside | None]:
+        held, aside = lock, None
+        try:
+            if held is None:
+                make_run_dir(out_dir)
+                held = RunLock(out_dir)
+                held.acquire()
+            check_run_dir_entries(out_dir)
+            left = SetAside(out_dir, SET_ASIDE)
+            if left.folder.exists():
+                if holds_run(out_dir):
+                    left.discard()
+                else:
+                    restored = restore_set_aside(left, out_dir)
+                    say(
+                        f"note: restored the run an --overwrite set aside in {out_dir} "
+                        f"({len(restored)} files): the run meant to replace it made no checkpoint"
+                    )
+            if fresh and holds_run(out_dir):
+                if not overwrite:  # another run took the directory since the first check
+                    raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
+                aside = SetAside(out_dir, SET_ASIDE)
+                aside.move(_previous_run_files(out_dir))
+            remove_stale_temporaries(out_dir)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        return held, aside
+
+    claimed = _decided_by_rank0(rt, out_dir, claim)
+    return claimed if claimed is not None else (None, None)
+
+
+class QuitNow(UserError):
+    """Stopped at once (a second Ctrl-C): says what the run directory holds."""
+
+    exit_code = 130
+    label = ""
+
+    def __init__(self, out_dir: Path) -> None:
+        last = out_dir / LAST
+        if last.is_file():
+            held = f"{last} holds iteration {load_checkpoint(last)['iter_num']}"
+        else:
+            held = "no checkpoint was written yet"
+        super().__init__(f"interrupted: stopped at once; {held}")
+
+
+def resume_command(config: TrainConfig, world_size: int) -> str:
+    """The command that continues this run, ready to paste: quoted, with the data's paths (a
+    resume takes them from the command line only), and under torchrun when the run had several
+    processes (the checkpoint holds every rank's random streams)."""
+    launcher = "python"
+    if launched_by_torchrun():
+        launcher = f"torchrun --standalone --nproc_per_node={world_size}"
+    paths = "".join(
+        f" --{key} {shlex.quote(getattr(config, key))}"
+        for key in DATA_PATH_KEYS
+        if getattr(config, key)
+    )
+    return f"{launcher} train.py --resume {shlex.quote(config.out_dir)}{paths}"
