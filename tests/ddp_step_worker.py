@@ -16,7 +16,7 @@ import torch
 
 from data import CharTokenizer, PreparedData, get_batch
 from training.config import TrainConfig
-from training.stopping import runtime_for
+from training.distributed import runtime_for
 from training.trainer import Trainer
 
 BATCH, BLOCK, STEPS = 16, 16, 3

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import torch
-import torch.distributed as dist
-
-from infra.device import Runtime
 
 
 def derived_seed(seed: int, *stream: object) -> int:
@@ -36,13 +32,3 @@ def set_rng_state(
     if state.get("mps") is not None and device.type == "mps":
         torch.mps.set_rng_state(state["mps"])
     batches.set_state(state["batches"])
-
-
-def all_rng_states(rt: Runtime, batches: torch.Generator) -> list[dict[str, torch.Tensor | None]]:
-    """Every rank's RNG state, in rank order (a collective under DDP: all ranks call it)."""
-    state = rng_state(rt.device, batches)
-    if not rt.distributed:
-        return [state]
-    states: list[Any] = [None] * rt.world_size
-    dist.all_gather_object(states, state)
-    return states

@@ -22,6 +22,7 @@ from infra.progress import progress
 from model.scoring import exact_loss
 from training.config import TrainArgs, parse_args
 from training.console import Console
+from training.distributed import runtime_for
 from training.logger import Logger, NullLogger, TensorBoardLogger
 from training.optim import describe_optimizers
 from training.rundir import (
@@ -35,7 +36,7 @@ from training.rundir import (
     restore_set_aside,
     resume_command,
 )
-from training.stopping import TrainingInterrupted, runtime_for
+from training.stopping import TrainingInterrupted
 from training.trainer import Trainer
 
 

@@ -14,8 +14,6 @@ import os
 import shlex
 from pathlib import Path
 
-import torch.distributed as dist
-
 from checkpoint import (
     BEST,
     LAST,
@@ -28,6 +26,7 @@ from infra.device import Runtime, launched_by_torchrun
 from infra.errors import UserError
 from infra.files import RunDirError, RunLock, SetAside, make_run_dir, refuse_link
 from training.config import DATA_PATH_KEYS, TrainArgs, TrainConfig, config_for_resume
+from training.distributed import decided_by_rank0
 from training.logger import PROJECTOR_CONFIG, PROJECTOR_DIR, RUN_NAMES, tensorboard_files
 
 CONFIG_FILE = "config.yaml"
@@ -135,24 +134,6 @@ def reconcile_best(checkpoint: dict, best_path: Path) -> list[str]:
     ]
 
 
-def _decided_by_rank0(rt: Runtime, out_dir: Path, action) -> RunLock | None:
-    """action() on rank 0, its refusal (a RunDirError or OSError) told to every rank in one
-    broadcast, so that a refusal stops all of them cleanly instead of leaving some waiting."""
-    result, problem = None, None
-    if rt.is_main:
-        try:
-            result = action()
-        except (RunDirError, OSError) as e:
-            problem = str(e)
-    if rt.distributed:
-        shared = [problem]
-        dist.broadcast_object_list(shared, src=0)
-        problem = shared[0]
-    if problem is not None:
-        raise RunDirError(problem if rt.is_main else f"rank 0 could not use {out_dir}")
-    return result
-
-
 def lock_existing_run_dir(out_dir: Path, rt: Runtime) -> RunLock | None:
     """Where out_dir exists already, lock it at once, before any slow work: a second run aimed
     at a live run's directory is refused in a moment, and changes nothing there."""
@@ -164,7 +145,7 @@ def lock_existing_run_dir(out_dir: Path, rt: Runtime) -> RunLock | None:
         lock.acquire()
         return lock
 
-    return _decided_by_rank0(rt, out_dir, lock)
+    return decided_by_rank0(rt, out_dir, lock)
 
 
 def claim_run_dir(
@@ -207,7 +188,7 @@ def claim_run_dir(
             raise
         return held, aside
 
-    claimed = _decided_by_rank0(rt, out_dir, claim)
+    claimed = decided_by_rank0(rt, out_dir, claim)
     return claimed if claimed is not None else (None, None)
 
 

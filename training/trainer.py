@@ -24,20 +24,14 @@ from model import GPT
 from model.gpt import parameter_count
 from training.config import ConfigError, TrainConfig
 from training.console import Console
+from training.distributed import StepReport, agree_at_log_point, all_rng_states
 from training.evaluation import estimate_loss, probe_tokens, sample_text
 from training.logger import Logger, NullLogger
 from training.mfu import peak_flops
 from training.optim import build_optimizers, set_learning_rates
-from training.rng import all_rng_states, derived_seed, rng_state, set_rng_state
+from training.rng import derived_seed, rng_state, set_rng_state
 from training.schedule import get_lr
-from training.stopping import (
-    NonFiniteLoss,
-    SignalCatcher,
-    StepReport,
-    TrainingInterrupted,
-    agree_at_log_point,
-    check_finite,
-)
+from training.stopping import NonFiniteLoss, SignalCatcher, TrainingInterrupted, check_finite
 from viz.figures import AttentionPictures
 from viz.inspection import log_inside_the_model, look_inside_the_model
 

@@ -1,0 +1,120 @@
+"""Everything that several processes under torchrun do together, in one place: the process
+group's life (`runtime_for`), the log point where every rank agrees on the loss and on stopping
+(`agree_at_log_point`), a decision rank 0 takes for all (`decided_by_rank0`), every rank's random
+streams for a checkpoint (`all_rng_states`), and what a silent peer looks like (`PeersLost`).
+Without torchrun each of these is the one process's own work, with no collective."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from infra.device import DEFAULT_DIST_TIMEOUT, Runtime, setup_runtime, teardown_runtime
+from infra.errors import UserError
+from infra.files import RunDirError
+from training.rng import rng_state
+
+# How gloo, NCCL and DDP say that another process stopped answering or went away.
+PEERS_LOST = ("Timed out", "timed out", "timeout", "Connection closed", "Connection reset")
+
+
+def lost_peers(error: RuntimeError) -> bool:
+    return isinstance(error, dist.DistError) or any(words in str(error) for words in PEERS_LOST)
+
+
+class PeersLost(UserError):
+    """Under torchrun, the other processes did not answer within the process group's timeout."""
+
+
+class CoordinatedStop(Exception):
+    """Raised by every rank at the same point (an interrupt, a non-finite loss), so all of them can
+    still meet at a barrier on the way out."""
+
+
+@contextlib.contextmanager
+def runtime_for(
+    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT
+) -> Iterator[Runtime]:
+    """setup_runtime, and on the way out a barrier, then the process group's teardown. Without the
+    barrier a rank that finishes first can close the group while another is still using it (gloo
+    then aborts the process). The barrier is skipped when only this rank failed: it would wait for
+    ranks that are not coming."""
+    runtime = setup_runtime(device, dtype, timeout)
+    try:
+        yield runtime
+        runtime.barrier()
+    except CoordinatedStop:
+        runtime.barrier()
+        raise
+    except RuntimeError as e:  # gloo and DDP report a silent peer as a RuntimeError
+        if not runtime.distributed or not lost_peers(e):
+            raise
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise PeersLost(
+            f"the other processes stopped answering (waited up to {timeout:g} s, dist_timeout; "
+            f"{reason}); the last checkpoint is whole: resume the job from it"
+        ) from None
+    finally:
+        teardown_runtime()
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """A log point's numbers, the same on every rank."""
+
+    loss: float
+    grad_norm: float
+    stop_requested: bool  # some rank received a signal
+
+
+def agree_at_log_point(
+    loss: torch.Tensor, grad_norm: torch.Tensor, signum: int | None, rt: Runtime
+) -> StepReport:
+    """Every rank calls this at the same iteration: the step's loss and gradient norm averaged
+    over ranks, and whether any rank was asked to stop, in one all-reduce."""
+    stats = torch.stack(
+        [
+            loss.float(),
+            grad_norm.float(),
+            torch.tensor(float(signum is not None), device=loss.device),
+        ]
+    )
+    if rt.distributed:
+        dist.all_reduce(stats)
+        stats[:2] /= rt.world_size
+    loss_value, grad_norm_value, stop_votes = stats.tolist()  # waits for the GPU
+    return StepReport(loss_value, grad_norm_value, stop_votes > 0)
+
+
+def decided_by_rank0(rt: Runtime, out_dir: Path, action: Callable[[], Any]) -> Any:
+    """action() on rank 0, its refusal (a RunDirError or OSError) told to every rank in one
+    broadcast, so that a refusal stops all of them cleanly instead of leaving some waiting."""
+    result, problem = None, None
+    if rt.is_main:
+        try:
+            result = action()
+        except (RunDirError, OSError) as e:
+            problem = str(e)
+    if rt.distributed:
+        shared = [problem]
+        dist.broadcast_object_list(shared, src=0)
+        problem = shared[0]
+    if problem is not None:
+        raise RunDirError(problem if rt.is_main else f"rank 0 could not use {out_dir}")
+    return result
+
+
+def all_rng_states(rt: Runtime, batches: torch.Generator) -> list[dict[str, torch.Tensor | None]]:
+    """Every rank's RNG state, in rank order (a collective under DDP: all ranks call it)."""
+    state = rng_state(rt.device, batches)
+    if not rt.distributed:
+        return [state]
+    states: list[Any] = [None] * rt.world_size
+    dist.all_gather_object(states, state)
+    return states
