@@ -3,8 +3,8 @@
 Under torchrun every rank must stop at the same iteration, or one would wait forever in a
 collective for another. So a signal (Ctrl-C's SIGINT, SIGTERM, a closed terminal's SIGHUP) is only
 recorded when it arrives; the ranks compare notes at the next log point, in the same small
-all-reduce that averages the step's loss (training/distributed.py), and all stop there together, after
-saving last.pt.
+all-reduce that averages the step's loss (training/distributed.py), and all stop there together,
+after saving last.pt.
 """
 
 from __future__ import annotations
