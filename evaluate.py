@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import torch
 
 from checkpoint import load_checkpoint, restore_model
-from data import DATASETS, DataError, load_dataset
+from data import DATASETS, load_dataset
 from infra.cli import option, parse_into, read_text_file
 from infra.device import inference_autocast, resolve_device
-from infra.errors import ConfigError, UserError, run_main
+from infra.errors import ConfigError, DataError, UserError, run_main
 from infra.progress import progress
 from model.scoring import bits_and_perplexity, check_stride, exact_loss
 

@@ -21,7 +21,7 @@ import torch
 
 from data import CharTokenizer
 from infra.device import check_fits
-from infra.errors import UserError
+from infra.errors import CheckpointError
 from infra.files import TEMPORARY_SUFFIX, write_atomic
 from model import GPT, GPTConfig
 from model.gpt import parameter_count
@@ -77,10 +77,6 @@ def upgrade(raw: dict[str, Any]) -> Checkpoint:
 
 
 REQUIRED_KEYS = ("format_version", "model", "model_args", "config", "vocab", "iter_num")
-
-
-class CheckpointError(UserError):
-    """A checkpoint is missing, unreadable or not one of ours."""
 
 
 def serialize(checkpoint: dict[str, Any]) -> bytes:

@@ -2,13 +2,11 @@
 
 from data.batching import get_batch
 from data.corpus import DATASETS, PreparedData, load_dataset
-from data.errors import DataError
 from data.tokenizer import CharTokenizer, UnknownCharacterError
 
 __all__ = [
     "DATASETS",
     "CharTokenizer",
-    "DataError",
     "PreparedData",
     "UnknownCharacterError",
     "get_batch",

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.corpus import SHAKESPEARE_CACHE, check_shakespeare, load_dataset
-from data.errors import DataError
 from infra.cli import option, parse_into
-from infra.errors import run_main
+from infra.errors import DataError, run_main
 from infra.files import write_atomic
 
 

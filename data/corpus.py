@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.errors import DataError
 from data.tokenizer import CharTokenizer
 from infra.progress import progress
 from infra.files import LOCK_NAME, TEMPORARY_SUFFIX, locked, refuse_link, write_atomic
+from infra.errors import DataError
 
 SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

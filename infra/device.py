@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from infra.errors import UserError
+from infra.errors import DeviceError, UserError
 
 DEFAULT_DIST_TIMEOUT = 300.0  # seconds; torch's own default for gloo is 30 minutes
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -28,10 +28,6 @@ def is_device_name(name: str) -> bool:
     if colon:
         return prefix == "cuda" and index.isdigit()
     return name in ("auto", "cpu", "cuda", "mps")
-
-
-class DeviceError(UserError):
-    """The requested device or precision is not available on this machine."""
 
 
 def _mps_available() -> bool:

@@ -1,10 +1,11 @@
 """What a user's mistake is, and how every script reports it.
 
-A `UserError` is a problem the user can fix (a bad option, a missing file, a device this machine
-lacks): its message is one line that says what and what to do, and it carries the exit code.
-Anything else that escapes is a bug and keeps its traceback. Every script's `main` runs through
-`run_main`, which prints a UserError as one line on stderr, exits with its code, and is quiet
-when the reader of its output has gone away (`python sample.py ... | head`).
+Every error a user can see is defined here, and imported from here. A `UserError` is a problem
+the user can fix (a bad option, a missing file, a device this machine lacks): its message is one
+line that says what and what to do, and it carries the exit code. Anything else that escapes is a
+bug and keeps its traceback. Every script's `main` runs through `run_main`, which prints a
+UserError as one line on stderr, exits with its code, and is quiet when the reader of its output
+has gone away (`python sample.py ... | head`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,28 @@ class ConfigError(UserError):
 
     exit_code = 2
     label = "config error"
+
+
+class DataError(UserError):
+    """The data cannot be used as given (a missing file, a corrupt download, an unknown
+    character); the message says why and what to do."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, unreadable or not one of ours."""
+
+
+class DeviceError(UserError):
+    """The requested device or precision is not available on this machine."""
+
+
+class RunDirError(UserError):
+    """A run directory that cannot be used: a file, not creatable, or held by a live run."""
+
+
+class LinkError(RunDirError):
+    """A symbolic link where a run's or the data's own file or folder should be: the project
+    never writes, reads or deletes through one, so nothing outside those folders is touched."""
 
 
 def _silence_stdout() -> None:

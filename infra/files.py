@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from infra.errors import UserError
+from infra.errors import LinkError, RunDirError
 
 try:
     import fcntl  # POSIX: Linux, macOS
@@ -59,15 +59,6 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
     if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
         _fsync(path.parent)
-
-
-class RunDirError(UserError):
-    """A run directory that cannot be used: a file, not creatable, or held by a live run."""
-
-
-class LinkError(RunDirError):
-    """A symbolic link where a run's or the data's own file or folder should be: the project
-    never writes, reads or deletes through one, so nothing outside those folders is touched."""
 
 
 def make_run_dir(path: Path) -> None:

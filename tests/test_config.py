@@ -12,12 +12,12 @@ import torch
 
 import train
 from infra.device import COMPILE_REPAID_AFTER, decide_compile
+from infra.errors import ConfigError
 from model import GPTConfig
 from training.config import (
     ARCHITECTURE_KEYS,
     CONFIG_DIR,
     KEYS,
-    ConfigError,
     TrainConfig,
     config_for_resume,
     parse_args,

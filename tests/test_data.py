@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from data import CharTokenizer, DataError, UnknownCharacterError, get_batch, load_dataset
+from data import CharTokenizer, UnknownCharacterError, get_batch, load_dataset
 from data.corpus import SHAKESPEARE_SHA256, find_shakespeare, sha256_of
+from infra.errors import DataError
 
 
 def test_vocabulary_has_65_characters_and_split_is_90_10(shakespeare):

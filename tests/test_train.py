@@ -23,7 +23,7 @@ from helpers import ROOT, flags, run, scalar_points, tensorboard_runs
 import train
 from checkpoint import load_checkpoint, save_checkpoint
 from infra.device import Runtime
-from infra.files import RunDirError
+from infra.errors import RunDirError
 from training.config import parse_args
 from training.evaluation import estimate_loss
 from training.run import run_training

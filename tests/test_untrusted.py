@@ -120,7 +120,8 @@ def test_overwrite_never_deletes_through_a_linked_folder(tiny_argv, tmp_path, ca
 
 
 def test_a_checkpoint_path_that_is_a_link_is_never_written_through(tmp_path):
-    from infra.files import LinkError, write_atomic
+    from infra.errors import LinkError
+    from infra.files import write_atomic
 
     elsewhere = tmp_path / "elsewhere.pt"
     elsewhere.write_bytes(b"not the run's")
@@ -243,7 +244,8 @@ def test_processes_preparing_one_folder_at_once_each_get_their_own_text(tmp_path
 
 
 def test_a_data_dir_holding_the_users_files_is_refused(tmp_path):
-    from data import DataError, load_dataset
+    from data import load_dataset
+    from infra.errors import DataError
 
     text = tmp_path / "text.txt"
     text.write_text("hello world\n" * 30)

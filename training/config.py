@@ -22,16 +22,9 @@ from typing import Any
 import yaml
 
 from data import DATASETS
-from infra.cli import (
-    ConfigError,
-    Parser,
-    check_choices,
-    did_you_mean,
-    fields_of,
-    option,
-    parse_value,
-)
+from infra.cli import Parser, check_choices, did_you_mean, fields_of, option, parse_value
 from infra.device import DEFAULT_DIST_TIMEOUT, DTYPE_NAMES, is_device_name
+from infra.errors import ConfigError
 from model import GPTConfig
 from training.schedule import LR_SCHEDULES, Schedule
 

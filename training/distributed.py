@@ -16,8 +16,7 @@ import torch
 import torch.distributed as dist
 
 from infra.device import DEFAULT_DIST_TIMEOUT, Runtime, setup_runtime, teardown_runtime
-from infra.errors import UserError
-from infra.files import RunDirError
+from infra.errors import RunDirError, UserError
 from training.rng import rng_state
 
 # How gloo, NCCL and DDP say that another process stopped answering or went away.

@@ -8,8 +8,8 @@ import torch
 import torch.distributed as dist
 
 from data import CharTokenizer, PreparedData, get_batch
-from infra.cli import ConfigError
 from infra.device import Runtime
+from infra.errors import ConfigError
 from model import GPT, generate
 from training.config import TrainConfig
 from training.rng import derived_seed

@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from data import PreparedData, load_dataset
-from infra.device import DeviceError, Runtime, launched_by_torchrun
+from infra.device import Runtime, launched_by_torchrun
+from infra.errors import DeviceError
 from infra.files import write_atomic
 from infra.progress import progress
 from model.scoring import exact_loss

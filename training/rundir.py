@@ -17,14 +17,13 @@ from pathlib import Path
 from checkpoint import (
     BEST,
     LAST,
-    CheckpointError,
     load_checkpoint,
     remove_stale_temporaries,
     resolve_checkpoint_path,
 )
 from infra.device import Runtime, launched_by_torchrun
-from infra.errors import UserError
-from infra.files import RunDirError, RunLock, SetAside, make_run_dir, refuse_link
+from infra.errors import CheckpointError, RunDirError, UserError
+from infra.files import RunLock, SetAside, make_run_dir, refuse_link
 from training.config import DATA_PATH_KEYS, TrainArgs, TrainConfig, config_for_resume
 from training.distributed import decided_by_rank0
 from training.logger import PROJECTOR_CONFIG, PROJECTOR_DIR, RUN_NAMES, tensorboard_files

@@ -17,12 +17,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
-from data import DataError, PreparedData, get_batch
+from data import PreparedData, get_batch
 from infra.background import Background
 from infra.device import Runtime, check_fits, decide_compile
+from infra.errors import ConfigError, DataError
 from model import GPT
 from model.gpt import parameter_count
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.console import Console
 from training.distributed import StepReport, agree_at_log_point, all_rng_states
 from training.evaluation import estimate_loss, probe_tokens, sample_text
