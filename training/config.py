@@ -26,12 +26,12 @@ from infra.cli import Parser, check_choices, did_you_mean, fields_of, option, pa
 from infra.device import DEFAULT_DIST_TIMEOUT, DTYPE_NAMES, is_device_name
 from infra.errors import ConfigError
 from model import GPTConfig
-from training.schedule import LR_SCHEDULES, Schedule
 
 MAX_DIST_TIMEOUT = 365 * 24 * 3600.0  # torch keeps the timeout as a timedelta: it must fit
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "small.yaml"
 OPTIMIZERS = ("adamw", "muon")
+LR_SCHEDULES = ("constant", "linear", "cosine", "wsd")  # training/optim.py: lr_multiplier
 
 
 @dataclass(frozen=True)
@@ -191,17 +191,6 @@ class TrainConfig(GPTConfig):
     def decay_end(self) -> int:
         """The iteration where the learning rate reaches min_lr."""
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
-
-    @property
-    def schedule(self) -> Schedule:
-        return Schedule(
-            self.lr_schedule,
-            self.learning_rate,
-            self.min_lr,
-            self.warmup_iters,
-            self.decay_end,
-            self.cooldown_frac,
-        )
 
     def model_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, **{key: getattr(self, key) for key in MODEL_KEYS})

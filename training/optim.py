@@ -1,8 +1,10 @@
 """The optimizers, built from the model and the config: AdamW alone, or Muon for the matrices inside
-the transformer blocks with AdamW for everything else."""
+the transformer blocks with AdamW for everything else; and the learning-rate schedule, a factor on
+each optimizer's own peak rate."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import torch
@@ -64,15 +66,37 @@ def muon(params: list[Tensor], config: TrainConfig, device: torch.device) -> tor
     )
 
 
-def set_learning_rates(
-    optimizers: list[torch.optim.Optimizer], lr: float, muon_scale: float
-) -> None:
-    """AdamW's groups get lr, the schedule's rate for this step; Muon's get lr * muon_scale
-    (muon_lr / learning_rate), so both warm up and decay together."""
-    for optimizer in optimizers:
-        rate = lr * muon_scale if is_muon(optimizer) else lr
-        for group in optimizer.param_groups:
-            group["lr"] = rate
+def lr_multiplier(it: int, config: TrainConfig) -> float:
+    """The schedule's factor for optimizer step `it` (0-based): every parameter group's rate is its
+    optimizer's peak (learning_rate for AdamW, muon_lr for Muon) times this, so both warm up and
+    decay together. Its floor is min_lr / learning_rate.
+
+    Warm-up rises linearly to 1 over warmup_iters steps, starting at 1 / (warmup_iters + 1), never
+    0: a step at rate 0 would be wasted. After warm-up:
+    - constant: 1.
+    - linear:   straight down to the floor at lr_decay_iters.
+    - cosine:   half a cosine down to the floor at lr_decay_iters (Loshchilov & Hutter 2017).
+    - wsd:      warm-up, stable at 1, then a linear cool-down over the last cooldown_frac of
+                lr_decay_iters (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training
+                Beyond Fixed Training Durations").
+    After lr_decay_iters every schedule but constant stays at the floor.
+    """
+    warmup, end, floor = config.warmup_iters, config.decay_end, config.min_lr / config.learning_rate
+    if it < warmup:
+        return (it + 1) / (warmup + 1)
+    if config.lr_schedule == "constant":
+        return 1.0
+    if it >= end:
+        return floor
+    start = warmup  # where the decay starts
+    if config.lr_schedule == "wsd":
+        start = max(warmup, end - round(config.cooldown_frac * end))
+        if it < start:
+            return 1.0
+    progress = (it - start) / (end - start)  # 0 -> 1 over the decay
+    if config.lr_schedule == "cosine":
+        return floor + 0.5 * (1.0 + math.cos(math.pi * progress)) * (1.0 - floor)
+    return 1.0 - progress * (1.0 - floor)  # linear, and wsd's cool-down
 
 
 def is_muon(optimizer: torch.optim.Optimizer) -> bool:

@@ -29,9 +29,8 @@ from training.distributed import StepReport, agree_at_log_point, all_rng_states
 from training.evaluation import estimate_loss, probe_tokens, sample_text
 from training.logger import Logger, NullLogger
 from training.mfu import peak_flops
-from training.optim import build_optimizers, set_learning_rates
+from training.optim import build_optimizers, lr_multiplier
 from training.rng import derived_seed, rng_state, set_rng_state
-from training.schedule import get_lr
 from training.stopping import NonFiniteLoss, SignalCatcher, TrainingInterrupted, check_finite
 from viz.figures import AttentionPictures
 from viz.inspection import log_inside_the_model, look_inside_the_model
@@ -94,10 +93,7 @@ class Trainer:
             self.train_model = DDP(self.compiled_model, device_ids=device_ids)
         self.optimizers = build_optimizers(self.model, config, device)
         self.params = [
-            p
-            for optimizer in self.optimizers
-            for group in optimizer.param_groups
-            for p in group["params"]
+            p for o in self.optimizers for group in o.param_groups for p in group["params"]
         ]
         self.scaler = torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16)
         self.iter_num = 0
@@ -133,9 +129,10 @@ class Trainer:
     def train_step(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step over accum_steps micro-batches from batches. Returns the mean loss and
         the gradient norm before clipping, as tensors: reading them would wait for the GPU."""
-        cfg = self.config
-        lr = get_lr(self.iter_num, cfg.schedule)
-        set_learning_rates(self.optimizers, lr, muon_scale=cfg.muon_lr / cfg.learning_rate)
+        multiplier = lr_multiplier(self.iter_num, self.config)
+        for optimizer in self.optimizers:  # each at its own peak rate (the one it was built with)
+            for group in optimizer.param_groups:
+                group["lr"] = optimizer.defaults["lr"] * multiplier
         # Gradients are cleared here rather than after the step, so that an evaluation between
         # steps can still show the last update's gradients (histograms in TensorBoard).
         for optimizer in self.optimizers:
