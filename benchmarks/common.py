@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+from infra.cli import Parser, fields_of
+from training.command_line import TrainArgs, load_config
+
 
 def cpu_name() -> str:
     try:
@@ -28,6 +31,16 @@ def machine_line(device: torch.device | str = "cpu") -> str:
     else:
         where = f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
     return f"machine: {where}; torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def parse_with_run_options(options: type, argv: list[str] | None, description: str):
+    """The benchmark's own options (the fields of the dataclass `options`), and the rest of argv
+    read as train.py reads its command line: --config NAME and any key of a config."""
+    parser = Parser(description, epilog="Any option of train.py (--config NAME, --KEY VALUE) too.")
+    parser.add_fields(options)
+    namespace, rest = parser.parse_known_args(argv)
+    run: TrainArgs = load_config(rest)
+    return options(**fields_of(options, namespace)), run
 
 
 def ms_per_call(run: Callable[[], object], calls: int) -> float:

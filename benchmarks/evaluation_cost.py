@@ -28,18 +28,17 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from common import machine_line
+from common import machine_line, parse_with_run_options
 from recording import write_record
 
 import training.trainer
 from data import load_dataset
 from infra.background import Background
-from infra.cli import Parser, fields_of, option
+from infra.cli import option
 from infra.device import setup_runtime, teardown_runtime
 from infra.errors import run_main
-from training.config import TrainConfig, add_config_options, resolve_config
 from training.logger import TensorBoardLogger
 from training.trainer import Trainer
 
@@ -80,14 +79,9 @@ def timing(owner: object, name: str, label: str, seconds: dict, sync) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = Parser(__doc__.split("\n")[0])
-    parser.add_fields(CostOptions)
-    add_config_options(parser)
-    namespace = parser.parse(argv)
-    args = CostOptions(**fields_of(CostOptions, namespace))
-    overrides = fields_of(TrainConfig, namespace)
+    args, run = parse_with_run_options(CostOptions, argv, __doc__.split("\n")[0])
     with tempfile.TemporaryDirectory() as out_dir:
-        config, name = resolve_config(namespace.config, {**overrides, "out_dir": out_dir})
+        config, name = replace(run.config, out_dir=out_dir), run.config_name
         runtime = setup_runtime(config.device, config.dtype)
         data = load_dataset(config.dataset, config.data_path, config.data_dir)
         trainer = Trainer(config, runtime, data)
@@ -151,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         "phases_ms": {label: 1000 * value for label, value in phases.items()},
         "extra_ms_per_evaluation": 1000 * (extra + stall),
         "extra_share": share,
-        "overrides": {k: v for k, v in overrides.items() if k != "out_dir"},
+        "overrides": {k: v for k, v in run.cli_values.items() if k != "out_dir"},
     }
     write_record("evaluation_cost", name, figures, device=str(runtime.device))
 

@@ -19,7 +19,7 @@ from common import machine_line, ms_per_call
 from infra.cli import option, parse_into
 from infra.errors import run_main
 from model import GPT
-from training.config import resolve_config
+from training.command_line import load_config
 from training.optim import MuonFP32, adamw, block_matrices
 
 
@@ -32,7 +32,7 @@ class OptimizerStepOptions:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_into(OptimizerStepOptions, argv, __doc__.split("\n")[0])
-    config, _ = resolve_config(options.config, {})
+    config = load_config(["--config", options.config]).config
     model = GPT(config.model_config(vocab_size=65))
     for p in model.parameters():
         p.grad = torch.randn_like(p)

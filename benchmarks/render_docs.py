@@ -23,7 +23,7 @@ from recording import AVX2, NATIVE_BF16, ROOT, read_records
 
 from infra.cli import option, parse_into
 from infra.errors import UserError, run_main
-from training.config import parse_args
+from training.command_line import load_config
 
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
 MARKER = re.compile(r"(<!-- records:([\w-]+) -->\n)(.*?)(<!-- /records -->)", re.DOTALL)
@@ -81,7 +81,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def model_summary(config_name: str) -> str:
-    c = parse_args(["--config", config_name]).config
+    c = load_config(["--config", config_name]).config
     positions = "RoPE" if c.pos_embedding == "rope" else "learned positions"
     return (
         f"{c.n_layer} layers, {c.n_embd} channels, {c.n_head} heads, {positions}, "

@@ -16,17 +16,16 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
-from common import machine_line
+from common import machine_line, parse_with_run_options
 from recording import write_record
 
 from data import load_dataset
-from infra.cli import Parser, fields_of, option
+from infra.cli import option
 from infra.device import setup_runtime, teardown_runtime
 from infra.errors import run_main
-from training.config import TrainConfig, add_config_options, resolve_config
 from training.trainer import Trainer
 
 
@@ -52,15 +51,9 @@ def matmul_ceiling(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = Parser(__doc__.split("\n")[0])
-    parser.add_fields(SpeedOptions)
-    add_config_options(parser)
-    namespace = parser.parse(argv)
-    args = SpeedOptions(**fields_of(SpeedOptions, namespace))
-    overrides = fields_of(TrainConfig, namespace)
-    config, name = resolve_config(
-        namespace.config, {**overrides, "tensorboard": False, "out_dir": "out/train_speed"}
-    )
+    args, run = parse_with_run_options(SpeedOptions, argv, __doc__.split("\n")[0])
+    config = replace(run.config, tensorboard=False, out_dir="out/train_speed")
+    name = run.config_name
     runtime = setup_runtime(config.device, config.dtype)
     data = load_dataset(config.dataset, config.data_path, config.data_dir)
     trainer = Trainer(config, runtime, data)

@@ -14,14 +14,8 @@ import train
 from infra.device import COMPILE_REPAID_AFTER, decide_compile
 from infra.errors import ConfigError
 from model import GPTConfig
-from training.config import (
-    ARCHITECTURE_KEYS,
-    CONFIG_DIR,
-    KEYS,
-    TrainConfig,
-    config_for_resume,
-    parse_args,
-)
+from training.command_line import CONFIG_DIR, load_config
+from training.config import ARCHITECTURE_KEYS, KEYS, TrainConfig, config_for_resume
 from training.optim import lr_multiplier
 from training.trainer import run_work
 
@@ -34,7 +28,7 @@ def write_yaml(tmp_path: Path, text: str) -> str:
 
 def test_defaults_then_yaml_then_command_line(tmp_path):
     config_file = write_yaml(tmp_path, "batch_size: 7\nn_layer: 3\n")
-    args = parse_args(["--config", config_file, "--n_layer", "5", "--learning_rate=2e-3"])
+    args = load_config(["--config", config_file, "--n_layer", "5", "--learning_rate=2e-3"])
     assert args.config.batch_size == 7  # from YAML
     assert args.config.n_layer == 5  # command line beats YAML
     assert args.config.learning_rate == 2e-3  # --key=value
@@ -44,9 +38,9 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
 
 
 def test_config_is_found_by_name_in_configs_dir():
-    assert parse_args(["--config", "tiny.yaml"]).config_name == "tiny"
-    assert parse_args(["--config", "tiny"]).config.n_layer == 2
-    assert parse_args([]).config_name == "small"  # the newcomer's default
+    assert load_config(["--config", "tiny.yaml"]).config_name == "tiny"
+    assert load_config(["--config", "tiny"]).config.n_layer == 2
+    assert load_config([]).config_name == "small"  # the newcomer's default
 
 
 @pytest.mark.parametrize(
@@ -62,14 +56,14 @@ def test_config_is_found_by_name_in_configs_dir():
 )
 def test_booleans_accept_values_and_no_prefix(argv, expected, tmp_path):
     config_file = write_yaml(tmp_path, f"compile: {str(not expected).lower()}\n")
-    assert parse_args(["--config", config_file, *argv]).config.compile is expected
+    assert load_config(["--config", config_file, *argv]).config.compile is expected
 
 
 @pytest.mark.parametrize("given", [["--compile", "auto"], ["--compile=null"], []])
 def test_compile_is_auto_unless_given_and_auto_is_null(given, tmp_path):
-    assert parse_args(["--config", "tiny", *given]).config.compile is None
+    assert load_config(["--config", "tiny", *given]).config.compile is None
     config_file = write_yaml(tmp_path, "compile: auto\n")
-    assert parse_args(["--config", config_file]).config.compile is None
+    assert load_config(["--config", config_file]).config.compile is None
 
 
 @pytest.mark.parametrize(
@@ -99,14 +93,14 @@ def test_a_runs_work_counts_its_steps_and_a_third_of_each_evaluation_batch(tiny_
 def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):
     # PyYAML reads `1e-3` as a string; a config should not fail on it
     config_file = write_yaml(tmp_path, "learning_rate: 1e-3\nmax_iters: 5e3\n")
-    config = parse_args(["--config", config_file]).config
+    config = load_config(["--config", config_file]).config
     assert config.learning_rate == 1e-3 and config.max_iters == 5000
 
 
 def test_lr_decay_iters_null_means_max_iters(tmp_path):
-    config = parse_args(["--config", write_yaml(tmp_path, "lr_decay_iters: null\n")]).config
+    config = load_config(["--config", write_yaml(tmp_path, "lr_decay_iters: null\n")]).config
     assert config.lr_decay_iters is None and config.decay_end == config.max_iters
-    assert parse_args(["--lr_decay_iters", "none"]).config.lr_decay_iters is None
+    assert load_config(["--lr_decay_iters", "none"]).config.lr_decay_iters is None
 
 
 @pytest.mark.parametrize(
@@ -141,7 +135,7 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
 def test_mistakes_are_one_line_errors_naming_the_key(yaml_text, argv, message, tmp_path):
     config_file = write_yaml(tmp_path, yaml_text)
     with pytest.raises(ConfigError) as info:
-        parse_args(["--config", config_file, *argv])
+        load_config(["--config", config_file, *argv])
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -157,17 +151,17 @@ def test_config_errors_exit_2_with_one_line_on_stderr(tmp_path, capsys):
 
 def test_missing_config_file_lists_what_exists():
     with pytest.raises(ConfigError, match=r"not found; configs/ has: .*tiny\.yaml"):
-        parse_args(["--config", "nonexistent"])
+        load_config(["--config", "nonexistent"])
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads_with_its_own_run_directory(path):
-    assert parse_args(["--config", str(path)]).config.out_dir == str(Path("out") / path.stem)
+    assert load_config(["--config", str(path)]).config.out_dir == str(Path("out") / path.stem)
 
 
 def test_help_lists_every_key_with_its_default(capsys):
     with pytest.raises(SystemExit) as info:
-        parse_args(["--help"])
+        load_config(["--help"])
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for key in KEYS:
@@ -253,7 +247,7 @@ def test_a_longer_resume_keeps_the_schedule_that_was_running_and_says_so(tmp_pat
 
 def test_help_after_a_config_shows_that_runs_values(capsys):
     with pytest.raises(SystemExit):
-        parse_args(["--config", "tiny.yaml", "--help"])
+        load_config(["--config", "tiny.yaml", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "context length in characters [default: 32, from tiny.yaml]" in text
     assert "[default: out/tiny, from tiny.yaml]" in text
@@ -269,7 +263,7 @@ def test_help_after_a_config_shows_that_runs_values(capsys):
     ],
 )
 def test_an_option_spelt_with_dashes_is_the_option(argv, key, value):
-    assert getattr(parse_args(["--config", "tiny", *argv]).config, key) == value
+    assert getattr(load_config(["--config", "tiny", *argv]).config, key) == value
 
 
 @pytest.mark.parametrize(
@@ -278,18 +272,18 @@ def test_an_option_spelt_with_dashes_is_the_option(argv, key, value):
 )
 def test_a_misspelt_option_is_answered_in_the_users_spelling(typo, suggestion):
     with pytest.raises(ConfigError, match=re.escape(suggestion)):
-        parse_args([typo, "1e-3"])
+        load_config([typo, "1e-3"])
 
 
 def test_out_dir_auto_names_a_new_run_by_config_options_and_time():
     import datetime
 
-    from training.config import auto_out_dir
+    from training.command_line import auto_out_dir
 
     when = datetime.datetime(2026, 12, 4, 21, 45, 3)
     name = auto_out_dir(Path("configs/small.yaml"), {"n_head": 4, "lr_schedule": "wsd"}, when)
     assert name == str(Path("out") / "small-n_head4-lr_schedulewsd-20261204-214503")
-    config = parse_args(["--config", "tiny", "--n_head", "4", "--out_dir", "auto"]).config
+    config = load_config(["--config", "tiny", "--n_head", "4", "--out_dir", "auto"]).config
     assert re.fullmatch(r"out/tiny-n_head4-\d{8}-\d{6}", Path(config.out_dir).as_posix())
     with pytest.raises(ConfigError, match="names a new run"):
-        parse_args(["--resume", "--out_dir", "auto"])
+        load_config(["--resume", "--out_dir", "auto"])

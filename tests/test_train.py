@@ -24,7 +24,7 @@ import train
 from checkpoint import load_checkpoint, save_checkpoint
 from infra.device import Runtime
 from infra.errors import RunDirError
-from training.config import parse_args
+from training.command_line import load_config
 from training.evaluation import estimate_loss
 from training.run import run_training
 from training.stopping import NonFiniteLoss
@@ -153,7 +153,7 @@ def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
 
     monkeypatch.setattr(Trainer, "train_step", crash_at_13)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(parse_args(tiny_argv(*RESUME_RUN, out="crashed")))
+        run_training(load_config(tiny_argv(*RESUME_RUN, out="crashed")))
     monkeypatch.setattr(Trainer, "train_step", original_step)
     assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter_num"] == 10
     wait_for_the_next_second()
@@ -170,7 +170,7 @@ def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys)
     assert err.count("\n") == 1 and "--resume" in err and "--overwrite" in err
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
     with pytest.raises(RunDirError):
-        run_training(parse_args(tiny_argv("--max_iters", "20")))
+        run_training(load_config(tiny_argv("--max_iters", "20")))
     assert (tmp_path / "run" / "projector" / "00020.tsv").is_file()
     (tmp_path / "run" / "notes.txt").write_text("the user's own")
     assert train.main(tiny_argv("--max_iters", "20", "--overwrite", "--seed", "7")) == 0
@@ -275,7 +275,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_argv, tmp_pat
 
     monkeypatch.setattr(GPT, "forward", goes_nan_after_25_steps)
     with pytest.raises(NonFiniteLoss):
-        run_training(parse_args(tiny_argv("--log_interval", "1")))
+        run_training(load_config(tiny_argv("--log_interval", "1")))
     calls["n"] = 0
     assert train.main(tiny_argv("--log_interval", "1", "--overwrite")) == 1
     good = load_checkpoint(tmp_path / "run" / "last.pt")

@@ -21,7 +21,7 @@ from infra.errors import DeviceError
 from infra.files import write_atomic
 from infra.progress import progress
 from model.scoring import exact_loss
-from training.config import TrainArgs, parse_args
+from training.command_line import TrainArgs, load_config
 from training.console import Console
 from training.distributed import runtime_for
 from training.logger import Logger, NullLogger, TensorBoardLogger
@@ -169,4 +169,4 @@ def rank_prefix() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_training(parse_args(argv))
+    run_training(load_config(argv))
