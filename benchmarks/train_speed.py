@@ -26,6 +26,7 @@ from data import load_dataset
 from infra.cli import option
 from infra.device import setup_runtime, teardown_runtime
 from infra.errors import run_main
+from training.mfu import flops_per_token
 from training.trainer import Trainer
 
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         runtime.synchronize()
         rates.append(args.steps * tokens_per_step / (time.perf_counter() - start))
     tokens_per_sec = statistics.median(rates)
-    flops = trainer.model.flops_per_token(config.block_size) * tokens_per_sec
+    flops = flops_per_token(trainer.model, config.block_size) * tokens_per_sec
 
     print(machine_line(runtime.device))
     print(

@@ -24,7 +24,7 @@ from infra.device import check_fits
 from infra.errors import CheckpointError
 from infra.files import TEMPORARY_SUFFIX, write_atomic
 from model import GPT, GPTConfig
-from model.gpt import parameter_count
+from model.config import parameter_count
 
 # 2: the optimizers are a list (AdamW, then Muon when used) and eval_losses is always present.
 CHECKPOINT_VERSION = 2

@@ -1,7 +1,8 @@
 """The GPT model: `from model import GPT, GPTConfig`."""
 
+from model.config import GPTConfig
 from model.generate import generate, generate_tokens, sample_next_token
-from model.gpt import GPT, GPTConfig
+from model.gpt import GPT
 from model.kv_cache import KVCache
 
 __all__ = ["GPT", "GPTConfig", "KVCache", "generate", "generate_tokens", "sample_next_token"]

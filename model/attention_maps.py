@@ -2,15 +2,15 @@
 
 The weights are the model's own, softmax(QKᵀ/√d_k) with the causal mask, computed from the queries
 and keys each layer builds during a normal forward pass: a hook catches each attention layer's
-input (and rotary tables) on the way through, and `CausalSelfAttention.attention_weights` turns it
-into weights with the same projection the forward pass uses.
+input (and rotary tables) on the way through, and turns it into weights with the layer's own
+`project`, the queries and keys of the forward pass.
 """
 
 from __future__ import annotations
 
 import torch
 
-from model.gpt import GPT
+from model.gpt import GPT, causal_softmax
 
 
 @torch.no_grad()
@@ -20,7 +20,8 @@ def attention_maps(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
 
     def catch(attn: torch.nn.Module, args: tuple) -> None:
         x, rotary = args[0], args[1] if len(args) > 1 else None
-        maps.append(attn.attention_weights(x, rotary).float())
+        q, k, _ = attn.project(x, rotary)
+        maps.append(causal_softmax(q, k).float())
 
     hooks = [block.attn.register_forward_pre_hook(catch) for block in model.transformer.h]
     was_training = model.training

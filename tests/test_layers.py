@@ -19,7 +19,7 @@ ALLOWED = {
     "viz": {"infra", "model", "data", "checkpoint"},
     "sample": {"infra", "model", "data", "checkpoint", "viz"},
     "evaluate": {"infra", "model", "data", "checkpoint"},
-    "train": {"infra", "training"},
+    "train": {"infra", "model", "data", "training"},
 }
 PACKAGES = {"infra", "model", "data", "checkpoint", "training", "viz"}
 SCRIPTS = {"train", "sample", "evaluate"}

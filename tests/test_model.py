@@ -180,7 +180,7 @@ def test_rope_model_has_no_position_table_and_a_state_dict_without_buffers():
     [{}, {"bias": False}, {"pos_embedding": "rope", "n_head": 2}, {"n_layer": 3, "n_embd": 48}],
 )
 def test_the_parameter_count_from_the_config_is_the_models(options):
-    from model.gpt import parameter_count
+    from model.config import parameter_count
 
     config = GPTConfig(vocab_size=65, block_size=16, **{"n_layer": 2, "n_embd": 32, **options})
     assert parameter_count(config) == sum(p.numel() for p in GPT(config).parameters())

@@ -24,9 +24,7 @@ import train
 from checkpoint import load_checkpoint, save_checkpoint
 from infra.device import Runtime
 from infra.errors import RunDirError
-from training.command_line import load_config
 from training.evaluation import estimate_loss
-from training.run import run_training
 from training.stopping import NonFiniteLoss
 from training.trainer import Trainer
 
@@ -153,7 +151,7 @@ def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
 
     monkeypatch.setattr(Trainer, "train_step", crash_at_13)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        run_training(load_config(tiny_argv(*RESUME_RUN, out="crashed")))
+        train.train(tiny_argv(*RESUME_RUN, out="crashed"))
     monkeypatch.setattr(Trainer, "train_step", original_step)
     assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter_num"] == 10
     wait_for_the_next_second()
@@ -170,7 +168,7 @@ def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys)
     assert err.count("\n") == 1 and "--resume" in err and "--overwrite" in err
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
     with pytest.raises(RunDirError):
-        run_training(load_config(tiny_argv("--max_iters", "20")))
+        train.train(tiny_argv("--max_iters", "20"))
     assert (tmp_path / "run" / "projector" / "00020.tsv").is_file()
     (tmp_path / "run" / "notes.txt").write_text("the user's own")
     assert train.main(tiny_argv("--max_iters", "20", "--overwrite", "--seed", "7")) == 0
@@ -275,7 +273,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_argv, tmp_pat
 
     monkeypatch.setattr(GPT, "forward", goes_nan_after_25_steps)
     with pytest.raises(NonFiniteLoss):
-        run_training(load_config(tiny_argv("--log_interval", "1")))
+        train.train(tiny_argv("--log_interval", "1"))
     calls["n"] = 0
     assert train.main(tiny_argv("--log_interval", "1", "--overwrite")) == 1
     good = load_checkpoint(tmp_path / "run" / "last.pt")
@@ -418,7 +416,7 @@ def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     def fit(interactive: bool) -> tuple[str, str]:
         config = tiny_config(max_iters=20, eval_interval=10, log_interval=5)
         runtime = Runtime(torch.device("cpu"), torch.float32)
-        Trainer(config, runtime, shakespeare, console=Console(interactive=interactive)).fit()
+        train.loop(Trainer(config, runtime, shakespeare, console=Console(interactive=interactive)))
         captured = capsys.readouterr()
         return captured.out, captured.err
 
@@ -578,12 +576,11 @@ def test_weights_that_do_not_fit_the_model_are_one_line_on_resume(
 
 
 def test_ctrl_c_in_the_final_exact_pass_says_what_was_saved(tiny_argv, monkeypatch, capsys):
-    import training.run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.run, "exact_loss", interrupted)
+    monkeypatch.setattr(train, "exact_loss", interrupted)
     assert train.main(tiny_argv("--max_iters", "20")) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "last.pt holds iteration 20" in err

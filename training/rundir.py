@@ -192,6 +192,43 @@ def claim_run_dir(
     return claimed if claimed is not None else (None, None)
 
 
+class RunDirectory:
+    """out_dir as one run holds it, from `with` to its end: locked at once where it exists (a
+    second run aimed at a live one is refused before any slow work), claimed once the run's config
+    and data are checked (`claim`), and, where an --overwrite set an old run aside and the new one
+    fails before its first checkpoint, given back as it was."""
+
+    def __init__(self, out_dir: Path, runtime: Runtime) -> None:
+        self.out_dir, self.runtime = out_dir, runtime
+        self.locks: list[RunLock] = []
+        self.aside: SetAside | None = None
+
+    def __enter__(self) -> RunDirectory:
+        lock = lock_existing_run_dir(self.out_dir, self.runtime)
+        self.locks = [lock] if lock is not None else []
+        return self
+
+    def claim(self, fresh: bool, overwrite: bool, say) -> None:
+        held = self.locks[0] if self.locks else None
+        claimed, self.aside = claim_run_dir(self.out_dir, fresh, overwrite, self.runtime, held, say)
+        if claimed is not None and claimed is not held:
+            self.locks.append(claimed)
+
+    def discard_replaced(self) -> None:
+        """The new run has a checkpoint: the run it replaced is deleted."""
+        if self.aside is not None:
+            self.aside.discard()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            aside = self.aside
+            if aside is not None and aside.folder.exists() and not holds_run(self.out_dir):
+                restore_set_aside(aside, self.out_dir)  # the new run failed before a checkpoint
+        finally:
+            for lock in reversed(self.locks):
+                lock.release()
+
+
 class QuitNow(UserError):
     """Stopped at once (a second Ctrl-C): says what the run directory holds."""
 

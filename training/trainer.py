@@ -22,16 +22,16 @@ from infra.background import Background
 from infra.device import Runtime, check_fits, decide_compile
 from infra.errors import ConfigError, DataError
 from model import GPT
-from model.gpt import parameter_count
+from model.config import parameter_count
 from training.config import TrainConfig
 from training.console import Console
-from training.distributed import StepReport, agree_at_log_point, all_rng_states
+from training.distributed import StepReport, all_rng_states
 from training.evaluation import estimate_loss, probe_tokens, sample_text
 from training.logger import Logger, NullLogger
-from training.mfu import peak_flops
+from training.mfu import flops_per_token, peak_flops
 from training.optim import build_optimizers, lr_multiplier
 from training.rng import derived_seed, rng_state, set_rng_state
-from training.stopping import NonFiniteLoss, SignalCatcher, TrainingInterrupted, check_finite
+from training.stopping import NonFiniteLoss, TrainingInterrupted
 from viz.figures import AttentionPictures
 from viz.inspection import log_inside_the_model, look_inside_the_model
 
@@ -114,8 +114,8 @@ class Trainer:
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
             self.resumed_at = self.iter_num
-        self._clock_start = time.perf_counter()
-        self._tokens_since_log = 0
+        self._clock_start = self._fit_start = time.perf_counter()
+        self._fit_start_iter, self._tokens_since_log = self.iter_num, 0
 
     # ---- the step -------------------------------------------------------------------------------
 
@@ -165,6 +165,8 @@ class Trainer:
             self.scaler.step(optimizer)
         self.scaler.update()
         self.iter_num += 1
+        self._tokens_since_log += self.tokens_per_iter
+        self.console.update_bar(1)
         return mean_loss, grad_norm
 
     # ---- state ----------------------------------------------------------------------------------
@@ -233,7 +235,7 @@ class Trainer:
         last = self.out_dir / LAST
         if self.runtime.is_main:
             # best.pt first: a failure between the two writes leaves best.pt the newer, never a
-            # best.pt older than what last.pt calls the best (see run.prepare_run for resuming)
+            # best.pt older than what last.pt calls the best (see rundir.prepare_run for resuming)
             paths = [self.out_dir / BEST, last] if best else [last]
             state = cpu_copy(self.state_dict(rng_states))
             self.background.submit(lambda: self._write_checkpoint(state, paths))
@@ -241,48 +243,20 @@ class Trainer:
 
     def _write_checkpoint(self, state: dict[str, Any], paths: list[Path]) -> None:
         save_checkpoint(state, *paths)
-        if self.after_first_checkpoint is not None:  # the run it replaced can go (run.py)
+        if self.after_first_checkpoint is not None:  # the run it replaced can go (train.py)
             self.after_first_checkpoint()
             self.after_first_checkpoint = None
 
     # ---- the loop -------------------------------------------------------------------------------
 
-    def fit(self) -> None:
-        """Train until max_iters: evaluate and checkpoint every eval_interval iterations, estimate
-        the losses alone every loss_interval, log every log_interval. SIGINT/SIGTERM take effect
-        at the next log point, where the ranks meet: every rank saves last.pt and raises
-        TrainingInterrupted."""
-        cfg = self.config
-        with SignalCatcher(self.console.print) as signals:
-            self.console.start_bar(total=cfg.max_iters, initial=self.iter_num)
-            self._fit_start, self._fit_start_iter = time.perf_counter(), self.iter_num
-            try:
-                self._restart_clock()
-                while True:
-                    if self.iter_num != self.resumed_at:
-                        if self._due(cfg.eval_interval):
-                            self.evaluate_and_checkpoint()
-                        elif cfg.loss_interval and self._due(cfg.loss_interval):
-                            self.estimate_losses()  # a point of the curves, nothing more
-                            self._restart_clock()
-                    if self.iter_num >= cfg.max_iters:
-                        break
-                    loss, grad_norm = self.train_step(self.train_batches)
-                    self._tokens_since_log += self.tokens_per_iter
-                    self.console.update_bar(1)
-                    if self._due(cfg.log_interval):
-                        report = agree_at_log_point(loss, grad_norm, signals.signum, self.runtime)
-                        check_finite(report, self.iter_num, not self.scaler.is_enabled())
-                        self.log_step(report)
-                        if report.stop_requested and self.iter_num < cfg.max_iters:
-                            self.save_and_stop(signals.signum)
-            finally:
-                self.console.close_bar()
-                self.background.wait()  # the last checkpoint is on disk before the run goes on
-                self.logger.flush()
-
-    def _due(self, interval: int) -> bool:
+    def due(self, interval: int) -> bool:
+        """Whether this iteration is one of every `interval` (the last one always is)."""
         return self.iter_num % interval == 0 or self.iter_num == self.config.max_iters
+
+    def start_clock(self) -> None:
+        """The start of the loop: the time left and tokens/s count from here."""
+        self._fit_start, self._fit_start_iter = time.perf_counter(), self.iter_num
+        self._restart_clock()
 
     def _restart_clock(self) -> None:
         self.runtime.synchronize()
@@ -302,6 +276,7 @@ class Trainer:
         self.logger.scalar("loss/train", losses["train"], step)
         self.logger.scalar("loss/val", losses["val"], step)
         self.eval_losses = {"iter": step, **losses}
+        self._restart_clock()  # tokens/s counts training alone
         return losses
 
     def evaluate_and_checkpoint(self) -> None:
@@ -316,7 +291,6 @@ class Trainer:
         self.best_val_loss = min(self.best_val_loss, losses["val"]) if step else math.inf
         if step == 0:
             self.logger.flush()
-            self._restart_clock()
             return
         if cfg.sample_chars and rt.is_main:
             text = sample_text(self.model, self.data.tokenizer, cfg.sample_chars, cfg.seed, rt)
@@ -344,7 +318,7 @@ class Trainer:
         peak = peak_flops(self.runtime.device, self.runtime.dtype)
         mfu_text = ""
         if peak:
-            mfu = self.model.flops_per_token(self.config.block_size) * tokens_per_sec / peak
+            mfu = flops_per_token(self.model, self.config.block_size) * tokens_per_sec / peak
             self.logger.scalar("mfu", mfu, step)
             mfu_text = f", mfu {100 * mfu:.1f}%"
         progress = f"loss {report.loss:.4f}, lr {lr:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
@@ -363,7 +337,7 @@ class Trainer:
         )
 
     def save_and_stop(self, signum: int | None) -> None:
-        if self._due(self.config.eval_interval):
+        if self.due(self.config.eval_interval):
             self.evaluate_and_checkpoint()  # saves last.pt too
         else:
             self.save()
