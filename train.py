@@ -12,13 +12,16 @@ SIGTERM, 129 for SIGHUP), after saving last.pt.
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import sys
 from pathlib import Path
 
 import torch
 import yaml
 
+from checkpoint import LAST
 from data import load_dataset
 from infra.device import launched_by_torchrun
 from infra.errors import DeviceError, run_main
@@ -27,8 +30,10 @@ from infra.progress import progress
 from model.scoring import exact_loss
 from training.command_line import load_config
 from training.console import Console
-from training.distributed import agree_at_log_point, runtime_for
+from training.distributed import StepReport, agree_at_log_point, runtime_for
+from training.evaluation import sample_text
 from training.logger import Logger, NullLogger, TensorBoardLogger
+from training.mfu import flops_per_token, peak_flops
 from training.optim import describe_optimizers
 from training.rundir import (
     CONFIG_FILE,
@@ -40,6 +45,7 @@ from training.rundir import (
 )
 from training.stopping import SignalCatcher, TrainingInterrupted, check_finite
 from training.trainer import Trainer
+from viz.inspection import log_inside_the_model, look_inside_the_model
 
 
 def train(argv: list[str] | None = None) -> None:
@@ -106,7 +112,7 @@ def loop(trainer: Trainer) -> None:
                 # evaluation first: the one at iteration N sees the model after N steps
                 if trainer.iter_num != trainer.resumed_at:  # a resume's was made before it
                     if trainer.due(config.eval_interval):
-                        trainer.evaluate_and_checkpoint()
+                        evaluate(trainer)
                     elif config.loss_interval and trainer.due(config.loss_interval):
                         trainer.estimate_losses()  # a point of the curves, nothing more
                 if trainer.iter_num >= config.max_iters:
@@ -115,13 +121,67 @@ def loop(trainer: Trainer) -> None:
                 if trainer.due(config.log_interval):
                     report = agree_at_log_point(loss, grad_norm, signals.signum, trainer.runtime)
                     check_finite(report, trainer.iter_num, not trainer.scaler.is_enabled())
-                    trainer.log_step(report)
+                    log(trainer, report)
                     if report.stop_requested and trainer.iter_num < config.max_iters:
-                        trainer.save_and_stop(signals.signum)
+                        if trainer.due(config.eval_interval):
+                            evaluate(trainer)  # saves last.pt too
+                        else:
+                            trainer.save()
+                        signum = signals.signum or signal.SIGTERM
+                        raise TrainingInterrupted(signum, Path(config.out_dir) / LAST)
         finally:
             console.close_bar()
             trainer.background.wait()  # the last checkpoint is on disk before the run goes on
             trainer.logger.flush()
+
+
+def evaluate(trainer: Trainer) -> None:
+    """Estimate the losses and log them; then, past iteration 0, a sample, the views inside the
+    model, and the checkpoint. Iteration 0 is the curve's first point (an untrained model's loss,
+    near ln(vocab_size)) and no more: its sample is noise, its attention uniform, and a checkpoint
+    of the random initial weights holds nothing the seed does not."""
+    rt, cfg, logger = trainer.runtime, trainer.config, trainer.logger
+    losses = trainer.estimate_losses()
+    step = trainer.iter_num
+    trainer.best_val_loss = min(trainer.best_val_loss, losses["val"]) if step else math.inf
+    if step == 0:
+        logger.flush()
+        return
+    if cfg.sample_chars and rt.is_main:
+        tokenizer = trainer.data.tokenizer
+        logger.text(
+            "sample", sample_text(trainer.model, tokenizer, cfg.sample_chars, cfg.seed, rt), step
+        )
+    # the previous evaluation's writes end before this one's start: at most one in memory
+    trainer.background.wait()
+    if cfg.inspect and logger.active:
+        inside = look_inside_the_model(trainer.model, trainer.probe, step)
+        pictures, tokenizer = trainer.pictures, trainer.data.tokenizer
+        trainer.background.submit(lambda: log_inside_the_model(logger, inside, pictures, tokenizer))
+    trainer.save(best=trainer.best_val_loss == losses["val"])  # written in the background
+    logger.flush()
+    trainer.restart_clock()
+
+
+def log(trainer: Trainer, report: StepReport) -> None:
+    """The log point's scalars to TensorBoard; a line, or the bar's postfix, to the console."""
+    rt, logger, step = trainer.runtime, trainer.logger, trainer.iter_num
+    tokens_per_sec, lr = trainer.tokens_per_sec(), trainer.optimizers[0].param_groups[0]["lr"]
+    logger.scalar("loss/train_batch", report.loss, step)
+    logger.scalar("lr", lr, step)
+    logger.scalar("grad_norm", report.grad_norm, step)
+    logger.scalar("tokens_per_sec", tokens_per_sec, step)
+    peak, mfu_text = peak_flops(rt.device, rt.dtype), ""
+    if peak:
+        mfu = flops_per_token(trainer.model, trainer.config.block_size) * tokens_per_sec / peak
+        logger.scalar("mfu", mfu, step)
+        mfu_text = f", mfu {100 * mfu:.1f}%"
+    progress = f"loss {report.loss:.4f}, lr {lr:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
+    if trainer.console.bar is not None:  # the bar shows the time left
+        trainer.console.update_bar(0, postfix=progress)
+    else:
+        trainer.console.print(f"iter {step}: {progress}, {trainer.time_left()} left")
+    trainer.restart_clock()
 
 
 def start_logs(trainer: Trainer, checkpoint: dict | None, config_name: str) -> Logger:

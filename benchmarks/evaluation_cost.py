@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from common import machine_line, parse_with_run_options
 from recording import write_record
 
+import train
 import training.trainer
 from data import load_dataset
 from infra.background import Background
@@ -45,13 +46,13 @@ from training.trainer import Trainer
 # (where the trainer looks the phase up, its name there, the name printed)
 TRAINING_THREAD = [
     (training.trainer, "estimate_loss", "loss estimate"),
-    (training.trainer, "sample_text", "sample"),
-    (training.trainer, "look_inside_the_model", "look inside (device)"),
+    (train, "sample_text", "sample"),
+    (train, "look_inside_the_model", "look inside (device)"),
     (Trainer, "save", "checkpoint copy to CPU"),
     (Background, "wait", "wait for background"),
 ]
 BACKGROUND_THREAD = [
-    (training.trainer, "log_inside_the_model", "draw and write views"),
+    (train, "log_inside_the_model", "draw and write views"),
     (training.trainer, "save_checkpoint", "write checkpoint"),
 ]
 
@@ -97,11 +98,11 @@ def main(argv: list[str] | None = None) -> None:
             runtime.synchronize()
             steps.append(time.perf_counter() - start)
             if i == 0:  # untimed: the first evaluation lays out the pictures, warms up kernels
-                trainer.evaluate_and_checkpoint()
+                train.evaluate(trainer)
                 trainer.background.wait()
                 seconds.clear()
                 continue
-            trainer.evaluate_and_checkpoint()
+            train.evaluate(trainer)
         trainer.background.wait()
         trainer.logger.close()
         teardown_runtime()

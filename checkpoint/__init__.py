@@ -234,3 +234,22 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GP
         logits, _ = model(torch.tensor([tokenizer.encode("ROMEO:")]))
     """
     return restore_model(load_checkpoint(path, map_location=device), device)
+
+
+def cpu_copy(state: Any, copied: dict[int, torch.Tensor] | None = None) -> Any:
+    """state (nested dicts, lists and tuples) with every tensor copied to the CPU, so that the
+    copy keeps the values of this moment while training changes the originals. A tensor that
+    appears twice (the tied embedding and lm_head) is copied once and stays shared."""
+    copied = {} if copied is None else copied
+    if isinstance(state, torch.Tensor):
+        if id(state) not in copied:
+            copied[id(state)] = state.detach().to("cpu", copy=True)
+        return copied[id(state)]
+    if isinstance(state, dict):
+        result = type(state)((key, cpu_copy(value, copied)) for key, value in state.items())
+        if hasattr(state, "_metadata"):  # a module's state dict: its layout versions
+            result._metadata = state._metadata
+        return result
+    if isinstance(state, list | tuple):
+        return type(state)(cpu_copy(value, copied) for value in state)
+    return state

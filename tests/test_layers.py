@@ -19,7 +19,7 @@ ALLOWED = {
     "viz": {"infra", "model", "data", "checkpoint"},
     "sample": {"infra", "model", "data", "checkpoint", "viz"},
     "evaluate": {"infra", "model", "data", "checkpoint"},
-    "train": {"infra", "model", "data", "training"},
+    "train": {"infra", "model", "data", "checkpoint", "training", "viz"},
 }
 PACKAGES = {"infra", "model", "data", "checkpoint", "training", "viz"}
 SCRIPTS = {"train", "sample", "evaluate"}

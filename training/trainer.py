@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -16,7 +15,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from checkpoint import BEST, LAST, load_weights, new_checkpoint, save_checkpoint
+from checkpoint import BEST, LAST, cpu_copy, load_weights, new_checkpoint, save_checkpoint
 from data import PreparedData, get_batch
 from infra.background import Background
 from infra.device import Runtime, check_fits, decide_compile
@@ -25,15 +24,13 @@ from model import GPT
 from model.config import parameter_count
 from training.config import TrainConfig
 from training.console import Console
-from training.distributed import StepReport, all_rng_states
-from training.evaluation import estimate_loss, probe_tokens, sample_text
+from training.distributed import all_rng_states
+from training.evaluation import estimate_loss, probe_tokens
 from training.logger import Logger, NullLogger
-from training.mfu import flops_per_token, peak_flops
 from training.optim import build_optimizers, lr_multiplier
 from training.rng import derived_seed, rng_state, set_rng_state
-from training.stopping import NonFiniteLoss, TrainingInterrupted
+from training.stopping import NonFiniteLoss
 from viz.figures import AttentionPictures
-from viz.inspection import log_inside_the_model, look_inside_the_model
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
@@ -256,9 +253,9 @@ class Trainer:
     def start_clock(self) -> None:
         """The start of the loop: the time left and tokens/s count from here."""
         self._fit_start, self._fit_start_iter = time.perf_counter(), self.iter_num
-        self._restart_clock()
+        self.restart_clock()
 
-    def _restart_clock(self) -> None:
+    def restart_clock(self) -> None:
         self.runtime.synchronize()
         self._clock_start = time.perf_counter()
         self._tokens_since_log = 0
@@ -276,57 +273,12 @@ class Trainer:
         self.logger.scalar("loss/train", losses["train"], step)
         self.logger.scalar("loss/val", losses["val"], step)
         self.eval_losses = {"iter": step, **losses}
-        self._restart_clock()  # tokens/s counts training alone
+        self.restart_clock()  # tokens/s counts training alone
         return losses
 
-    def evaluate_and_checkpoint(self) -> None:
-        """Estimate the losses and log them; then, past iteration 0, a sample, the views inside
-        the model, and the checkpoint. Iteration 0 is the curve's first point (an untrained
-        model's loss, near ln(vocab_size)) and no more: its sample is noise, its attention
-        uniform, and a checkpoint of the random initial weights holds nothing the seed does
-        not."""
-        rt, cfg = self.runtime, self.config
-        losses = self.estimate_losses()
-        step = self.iter_num
-        self.best_val_loss = min(self.best_val_loss, losses["val"]) if step else math.inf
-        if step == 0:
-            self.logger.flush()
-            return
-        if cfg.sample_chars and rt.is_main:
-            text = sample_text(self.model, self.data.tokenizer, cfg.sample_chars, cfg.seed, rt)
-            self.logger.text("sample", text, step)
-        # the previous evaluation's writes end before this one's start: at most one in memory
-        self.background.wait()
-        if cfg.inspect and self.logger.active:
-            inside = look_inside_the_model(self.model, self.probe, step)
-            tokenizer = self.data.tokenizer
-            self.background.submit(
-                lambda: log_inside_the_model(self.logger, inside, self.pictures, tokenizer)
-            )
-        self.save(best=self.best_val_loss == losses["val"])
-        self.logger.flush()
-        self._restart_clock()
-
-    def log_step(self, report: StepReport) -> None:
-        """The log point's scalars to the logger; a line, or the bar's postfix, to the console."""
-        tokens_per_sec = self._tokens_since_log / (time.perf_counter() - self._clock_start)
-        step, lr = self.iter_num, self.optimizers[0].param_groups[0]["lr"]
-        self.logger.scalar("loss/train_batch", report.loss, step)
-        self.logger.scalar("lr", lr, step)
-        self.logger.scalar("grad_norm", report.grad_norm, step)
-        self.logger.scalar("tokens_per_sec", tokens_per_sec, step)
-        peak = peak_flops(self.runtime.device, self.runtime.dtype)
-        mfu_text = ""
-        if peak:
-            mfu = flops_per_token(self.model, self.config.block_size) * tokens_per_sec / peak
-            self.logger.scalar("mfu", mfu, step)
-            mfu_text = f", mfu {100 * mfu:.1f}%"
-        progress = f"loss {report.loss:.4f}, lr {lr:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
-        if self.console.bar is not None:  # the bar shows the time left
-            self.console.update_bar(0, postfix=progress)
-        else:
-            self.console.print(f"iter {step}: {progress}, {self.time_left()} left")
-        self._restart_clock()
+    def tokens_per_sec(self) -> float:
+        """Training speed since the clock last restarted (evaluations left out)."""
+        return self._tokens_since_log / (time.perf_counter() - self._clock_start)
 
     def time_left(self) -> str:
         """The rest of the run at the pace so far (evaluations included), as tqdm writes it."""
@@ -336,13 +288,6 @@ class Trainer:
             elapsed / max(done, 1) * (self.config.max_iters - self.iter_num)
         )
 
-    def save_and_stop(self, signum: int | None) -> None:
-        if self.due(self.config.eval_interval):
-            self.evaluate_and_checkpoint()  # saves last.pt too
-        else:
-            self.save()
-        raise TrainingInterrupted(signum or signal.SIGTERM, self.out_dir / LAST)
-
 
 def run_work(config: TrainConfig, start: int) -> float:
     """What is left of a run from iteration `start`, in training micro-steps: each optimizer
@@ -351,22 +296,3 @@ def run_work(config: TrainConfig, start: int) -> float:
     steps = max(0, config.max_iters - start)
     evaluation_batches = (steps // config.eval_interval + 1) * 2 * config.eval_iters
     return steps * config.gradient_accumulation_steps + evaluation_batches / 3
-
-
-def cpu_copy(state: Any, copied: dict[int, torch.Tensor] | None = None) -> Any:
-    """state (nested dicts, lists and tuples) with every tensor copied to the CPU, so that the
-    copy keeps the values of this moment while training changes the originals. A tensor that
-    appears twice (the tied embedding and lm_head) is copied once and stays shared."""
-    copied = {} if copied is None else copied
-    if isinstance(state, torch.Tensor):
-        if id(state) not in copied:
-            copied[id(state)] = state.detach().to("cpu", copy=True)
-        return copied[id(state)]
-    if isinstance(state, dict):
-        result = type(state)((key, cpu_copy(value, copied)) for key, value in state.items())
-        if hasattr(state, "_metadata"):  # a module's state dict: its layout versions
-            result._metadata = state._metadata
-        return result
-    if isinstance(state, list | tuple):
-        return type(state)(cpu_copy(value, copied) for value in state)
-    return state
