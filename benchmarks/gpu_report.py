@@ -11,7 +11,7 @@ an evaluation costs beyond its loss estimate (evaluation_cost.py); the training 
 compiled (train_speed.py); and sampling speed (sample_speed.py). Every line each step prints is
 echoed as it comes, after the seconds since this report started, so a report cut short still
 tells its story; --log keeps a copy. Each benchmark writes its record under records/, and
-`python benchmarks/render_docs.py` turns them into the README's GPU column and the "One GPU"
+`python docs/tools/render_docs.py` turns them into the README's GPU column and the "One GPU"
 section of docs/performance.md.
 
 --dry runs the same plan on the CPU with tiny.yaml and a few steps each, its records in a

@@ -6,7 +6,7 @@ Every benchmark that backs a figure in the documents writes one JSON file under 
      "machine": {"cpu": ..., "capability": "AVX512", "native_bf16": true, "kind": ...},
      "command": "python benchmarks/time_to_loss.py --config small ...", ...figures...}
 
-`benchmarks/render_docs.py` turns the newest record of each kind into the tables of README.md
+`docs/tools/render_docs.py` turns the newest record of each kind into the tables of README.md
 and docs/performance.md, and a test fails when a table differs from what the records give.
 """
 
@@ -125,13 +125,3 @@ def write_record(benchmark: str, label: str, figures: dict[str, Any], device: st
     shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
     print(f"record: {shown}")
     return path
-
-
-def read_records() -> list[dict[str, Any]]:
-    """Every record, oldest first, each with its file name under "file"."""
-    records = []
-    for path in sorted(RECORDS_DIR.glob("*.json")):
-        record = json.loads(path.read_text())
-        record["file"] = f"records/{path.name}"
-        records.append(record)
-    return sorted(records, key=lambda r: r["date"])

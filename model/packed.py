@@ -28,7 +28,7 @@ from model.gpt import GPT
 from model.kv_cache import KVCache
 
 # A smaller weight stays whole: splitting so small a product costs more time than it saves
-# (docs/performance.md, "Tried, measured, not adopted").
+# (docs/performance.md, "Tried and not adopted").
 MIN_PACKED_ELEMENTS = 2**17  # 512 KB in fp32
 
 

@@ -6,38 +6,42 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 
 import pytest
+import render_docs
 import torch
 from helpers import ROOT
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import recording
-import render_docs
+import records
 
 README = ROOT / "README.md"
 
 
 def test_every_table_in_the_documents_is_what_the_records_give():
     stale = render_docs.stale_documents()
-    assert stale == [], f"run python benchmarks/render_docs.py: {stale} differ from records/"
+    assert stale == [], f"run python docs/tools/render_docs.py: {stale} differ from records/"
 
 
 def test_a_changed_record_changes_the_rendered_table(tmp_path, monkeypatch):
     """The check above can fail: one figure changed in a copy of the records changes a table."""
     copy = tmp_path / "records"
     shutil.copytree(ROOT / "records", copy)
-    monkeypatch.setattr(recording, "RECORDS_DIR", copy)
+    monkeypatch.setattr(records, "RECORDS_DIR", copy)
     text = (ROOT / "docs" / "performance.md").read_text()
-    before = render_docs.render(text, recording.read_records(), "../")
+    before = render_docs.render(text, records.read_records(), "../")
     path = next(copy.glob("*sample_cli_speed*avx2*.json"))
     record = json.loads(path.read_text())
     record["summary"]["cached_chars_per_sec"] += 1000
     path.write_text(json.dumps(record))
-    after = render_docs.render(text, recording.read_records(), "../")
+    after = render_docs.render(text, records.read_records(), "../")
     assert before == text and after != text
+
+
+def test_every_record_is_from_a_machine_the_tables_have_a_place_for():
+    """benchmarks/recording.py writes the machine's kind; the tables read it: the two agree."""
+    for record in records.read_records():
+        machine = record["machine"]
+        assert machine["kind"] in records.CPU_KINDS or machine["kind"] == machine["gpu"], record
 
 
 def test_the_readme_is_a_short_guide_without_a_diary():

@@ -316,7 +316,7 @@ def test_tensorboard_itself_opens_on_the_loss_chart_with_a_run_per_loss(tiny_run
     """TensorBoard serving the run, its landing page (TIME SERIES) in headless Chromium: the
     first section is `loss`, its first chart `loss`, drawn for train, val and val_exact."""
     playwright = pytest.importorskip("playwright.sync_api")
-    from docs.make_screenshots import serve_tensorboard
+    from make_screenshots import serve_tensorboard
 
     with serve_tensorboard(tiny_run) as address, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])

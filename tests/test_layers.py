@@ -138,7 +138,7 @@ def test_the_cycle_finder_finds_a_cycle():
     [
         ["train.py", "--config", "tiny", "--help"],
         ["sample.py", "--help"],
-        ["benchmarks/render_docs.py", "--check"],
+        ["docs/tools/render_docs.py", "--check"],
     ],
 )
 def test_scripts_run_from_any_directory(tmp_path, argv):

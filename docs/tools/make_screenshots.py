@@ -2,7 +2,7 @@
 trained small.yaml run, in headless Chromium (Playwright, Debian's chromium binary). Run from
 the repository's root:
 
-    python docs/make_screenshots.py --ckpt out/small
+    python docs/tools/make_screenshots.py --ckpt out/small
 
 TensorBoard is served on the run's parent directory (`tensorboard --logdir out`, as the README
 says) and opened as a newcomer first sees it: default settings, a 1280x800 window.
@@ -24,7 +24,7 @@ from pathlib import Path
 from infra.cli import option, parse_into
 from infra.errors import UserError, run_main
 
-DOCS = Path(__file__).resolve().parent
+DOCS = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)

@@ -1,34 +1,12 @@
-"""The tables of README.md and docs/performance.md, rendered from the records under records/.
-
-    python benchmarks/render_docs.py          # rewrite the tables in place
-    python benchmarks/render_docs.py --check  # exit 1 if a table differs from the records
-
-A table sits between `<!-- records:NAME -->` and `<!-- /records -->` in a document; everything
-between the two markers is generated. For each table the newest record of each kind and machine
-is used, so a new measurement replaces the old figure, and a test (tests/test_docs.py) fails when
-a document and the records disagree.
-"""
+"""The tables of training runs: the shipped configs, the race with nanoGPT, small.yaml's run,
+the ablation, what an evaluation costs, and one GPU."""
 
 from __future__ import annotations
 
-import re
-import statistics
-import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from recording import AVX2, NATIVE_BF16, ROOT, read_records
-
-from infra.cli import option, parse_into
-from infra.errors import UserError, run_main
+from records import CPU_KINDS, Record, link, median, newest, number, ratio, table
 from training.command_line import load_config
-
-DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
-MARKER = re.compile(r"(<!-- records:([\w-]+) -->\n)(.*?)(<!-- /records -->)", re.DOTALL)
-CPU_KINDS = (AVX2, NATIVE_BF16)
-Record = dict[str, Any]
 
 # What each shipped config is for; its model column is read from the config itself.
 CONFIG_PURPOSE = {
@@ -39,45 +17,6 @@ CONFIG_PURPOSE = {
     "gpu_fast": "nanoGPT's GPU quality in half its time, on one GPU",
     "tiny": "tests and smoke runs",
 }
-
-
-# ---- reading the records ---------------------------------------------------------------------
-
-
-def newest(records: Iterable[Record], **match: Any) -> Record | None:
-    """The newest record whose fields (or machine fields, as machine_kind=...) equal match."""
-    found = None
-    for record in records:
-        fields = {**record, **{f"machine_{k}": v for k, v in record.get("machine", {}).items()}}
-        if all(fields.get(key) == value for key, value in match.items()):
-            found = record  # records come oldest first
-    return found
-
-
-def median(values: Iterable[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return statistics.median(known) if known else None
-
-
-def link(record: Record, prefix: str) -> str:
-    return f"[{record['date'][:10]}, {record['commit']}]({prefix}{record['file']})"
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a is not None and b else None
-
-
-def number(value: float | None, fmt: str) -> str:
-    return "—" if value is None else format(value, fmt)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-# ---- the tables ------------------------------------------------------------------------------
 
 
 def model_summary(config_name: str) -> str:
@@ -242,62 +181,6 @@ def ablation_cells(run: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_sampling(records: list[Record], prefix: str) -> str:
-    rows = []
-    for kind in CPU_KINDS:
-        run = newest(records, benchmark="sample_cli_speed", batch=1, machine_kind=kind)
-        if run is None:
-            rows.append([kind, "not measured", "", "", "", ""])
-            continue
-        if "summary" in run:
-            s = run["summary"]
-            cached, plain, pairs = s["cached_chars_per_sec"], s["plain_chars_per_sec"], s["pairs"]
-            speedup = (
-                f"{s['speedup_median']:.1f}x ({s['speedup_min']:.1f}x to {s['speedup_max']:.1f}x)"
-            )
-        else:
-            cached = median(p["cached_chars_per_sec"] for p in run["pairs"])
-            plain = median(p["plain_chars_per_sec"] for p in run["pairs"])
-            ratios = [p["cached_chars_per_sec"] / p["plain_chars_per_sec"] for p in run["pairs"]]
-            low, mid, high = min(ratios), statistics.median(ratios), max(ratios)
-            speedup = f"{mid:.1f}x ({low:.1f}x to {high:.1f}x)"
-            pairs = len(run["pairs"])
-        rows.append(
-            [kind, f"{cached:,.0f}", f"{plain:,.0f}", speedup, str(pairs), link(run, prefix)]
-        )
-    header = [
-        "machine",
-        "KV cache (chars/s)",
-        "no cache (chars/s)",
-        "speed-up, median of pairs",
-        "pairs",
-        "record",
-    ]
-    return table(header, rows)
-
-
-def render_not_adopted(records: list[Record], prefix: str) -> str:
-    record = newest(records, benchmark="not_adopted")
-    if record is None:
-        return "None recorded.\n"
-    rows = [[e["idea"], e["machine"], e["measured"], e["why"]] for e in record["entries"]]
-    return table(["idea", "machine", "measured", "why not"], rows) + (
-        f"\nFrom {link(record, prefix)}.\n"
-    )
-
-
-def render_explorer(records: list[Record], prefix: str) -> str:
-    record = newest(records, benchmark="explorer_size")
-    if record is None:
-        return "The page's size and time to write: not measured.\n"
-    return (
-        f"For a {record['chars']}-character text on `small.yaml`'s model ({record['model']}), "
-        f"the page is {record['bytes'] / 1e6:.1f} MB and takes "
-        f"{statistics.median(record['seconds']):.1f} s to write, on a 2-core "
-        f"{record['machine']['kind']} ({link(record, prefix)}).\n"
-    )
-
-
 def render_evaluation_cost(records: list[Record], prefix: str) -> str:
     rows = []
     for record in records:
@@ -376,74 +259,3 @@ def render_gpu(records: list[Record], prefix: str) -> str:
             f"({link(sampling, prefix)}).\n"
         )
     return text
-
-
-RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
-    "evaluation-cost": render_evaluation_cost,
-    "gpu": render_gpu,
-    "explorer": render_explorer,
-    "configs": render_configs,
-    "versus-nanogpt": render_versus,
-    "small": render_small,
-    "ablation": render_ablation,
-    "sampling": render_sampling,
-    "not-adopted": render_not_adopted,
-}
-
-
-# ---- the documents ---------------------------------------------------------------------------
-
-
-def render(text: str, records: list[Record], prefix: str) -> str:
-    """text with every marked table rendered anew."""
-
-    def replace(match: re.Match) -> str:
-        name = match.group(2)
-        if name not in RENDERERS:
-            raise UserError(f"unknown table <!-- records:{name} -->; known: {', '.join(RENDERERS)}")
-        return match.group(1) + RENDERERS[name](records, prefix) + match.group(4)
-
-    return MARKER.sub(replace, text)
-
-
-def stale_documents(documents: Iterable[Path] = DOCUMENTS) -> list[Path]:
-    """The documents whose tables differ from what the records give."""
-    records = read_records()
-    stale = []
-    for path in documents:
-        prefix = "../" if path.parent.name == "docs" else ""
-        text = path.read_text(encoding="utf-8")
-        if render(text, records, prefix) != text:
-            stale.append(path)
-    return stale
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    check: bool = option(False, "only check: exit 1 if a table differs from the records")
-
-
-def main(argv: list[str] | None = None) -> int:
-    options = parse_into(RenderOptions, argv, __doc__.split("\n")[0])
-    records = read_records()
-    if options.check:
-        stale = stale_documents()
-        for path in stale:
-            print(
-                f"{path.relative_to(ROOT)}: a table differs from records/; run "
-                "python benchmarks/render_docs.py",
-                file=sys.stderr,
-            )
-        return 1 if stale else 0
-    for path in DOCUMENTS:
-        prefix = "../" if path.parent.name == "docs" else ""
-        text = path.read_text(encoding="utf-8")
-        new = render(text, records, prefix)
-        if new != text:
-            path.write_text(new, encoding="utf-8")
-            print(f"rendered {path.relative_to(ROOT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main, prog="render_docs.py"))

@@ -1,0 +1,53 @@
+"""The tables that are not about training: sampling speed and the explorer page's size."""
+
+from __future__ import annotations
+
+import statistics
+
+from records import CPU_KINDS, Record, link, median, newest, table
+
+
+def render_sampling(records: list[Record], prefix: str) -> str:
+    rows = []
+    for kind in CPU_KINDS:
+        run = newest(records, benchmark="sample_cli_speed", batch=1, machine_kind=kind)
+        if run is None:
+            rows.append([kind, "not measured", "", "", "", ""])
+            continue
+        if "summary" in run:
+            s = run["summary"]
+            cached, plain, pairs = s["cached_chars_per_sec"], s["plain_chars_per_sec"], s["pairs"]
+            speedup = (
+                f"{s['speedup_median']:.1f}x ({s['speedup_min']:.1f}x to {s['speedup_max']:.1f}x)"
+            )
+        else:
+            cached = median(p["cached_chars_per_sec"] for p in run["pairs"])
+            plain = median(p["plain_chars_per_sec"] for p in run["pairs"])
+            ratios = [p["cached_chars_per_sec"] / p["plain_chars_per_sec"] for p in run["pairs"]]
+            low, mid, high = min(ratios), statistics.median(ratios), max(ratios)
+            speedup = f"{mid:.1f}x ({low:.1f}x to {high:.1f}x)"
+            pairs = len(run["pairs"])
+        rows.append(
+            [kind, f"{cached:,.0f}", f"{plain:,.0f}", speedup, str(pairs), link(run, prefix)]
+        )
+    header = [
+        "machine",
+        "KV cache (chars/s)",
+        "no cache (chars/s)",
+        "speed-up, median of pairs",
+        "pairs",
+        "record",
+    ]
+    return table(header, rows)
+
+
+def render_explorer(records: list[Record], prefix: str) -> str:
+    record = newest(records, benchmark="explorer_size")
+    if record is None:
+        return "The page's size and time to write: not measured.\n"
+    return (
+        f"For a {record['chars']}-character text on `small.yaml`'s model ({record['model']}), "
+        f"the page is {record['bytes'] / 1e6:.1f} MB and takes "
+        f"{statistics.median(record['seconds']):.1f} s to write, on a 2-core "
+        f"{record['machine']['kind']} ({link(record, prefix)}).\n"
+    )
