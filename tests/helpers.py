@@ -7,7 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from model import GPTConfig
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_gpt_config(**overrides: object) -> GPTConfig:
+    """The tests' tiny model: 2 layers of 4 heads over 32 channels, a 16-character window, the
+    65 characters of Tiny Shakespeare; any option changed by keyword."""
+    return GPTConfig(
+        **{**dict(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32), **overrides}
+    )
 
 
 def flags(**options: object) -> list[str]:

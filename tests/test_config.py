@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -182,20 +182,17 @@ def invalid_candidates(name: str, tp: type) -> list:
     return []
 
 
-def test_model_options_are_training_keys_with_the_same_default_help_and_checks():
-    """Walks GPTConfig's fields: each (but vocab_size, which the data sets) is a training key
-    with the same default and help, and every value the model's config refuses, the training
-    config refuses with the same one-line message; every value it accepts, the training config
-    accepts too."""
+def test_model_options_are_training_keys_that_refuse_what_the_model_refuses():
+    """Walks GPTConfig's fields: each (but vocab_size, which the data sets) is a training key;
+    every value the model's config refuses, the training config refuses with the same one-line
+    message; every value it accepts, the training config accepts too."""
     hints = typing.get_type_hints(GPTConfig)
     refused = 0
     for f in fields(GPTConfig):
         if f.name == "vocab_size":
             assert f.name not in KEYS
             continue
-        key = KEYS[f.name]
-        assert key.default == f.default and key.default is not MISSING, f.name
-        assert key.metadata["help"] == f.metadata["help"], f.name
+        assert f.name in KEYS
         for value in invalid_candidates(f.name, hints[f.name]):
             try:
                 GPTConfig(**{f.name: value})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import flags, run, torchrun
+from helpers import flags, run, tiny_gpt_config, torchrun
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import evaluate
@@ -23,7 +23,7 @@ import sample
 import train
 from checkpoint import load_checkpoint
 from infra.device import setup_runtime
-from model import GPT, GPTConfig, generate
+from model import GPT, generate
 from model.generate import one_token_step_for
 from model.gpt import causal_attention_math, causal_attention_sdpa
 from model.graphed import GraphedStep
@@ -77,10 +77,7 @@ def test_training_attention_runs_on_flash_and_equals_the_formula(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_kv_cache_replayed_as_a_cuda_graph_gives_the_plain_paths_tokens(pos_embedding, dtype):
     torch.manual_seed(0)
-    config = GPTConfig(
-        vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32, pos_embedding=pos_embedding
-    )
-    model = GPT(config).to(DEVICE).eval()
+    model = GPT(tiny_gpt_config(pos_embedding=pos_embedding)).to(DEVICE).eval()
     assert isinstance(one_token_step_for(model), GraphedStep)
     prompt = torch.zeros(2, 1, dtype=torch.long, device=DEVICE)
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from google.protobuf import text_format
-from helpers import scalar_points, tensorboard_runs
+from helpers import scalar_points, tensorboard_runs, tiny_gpt_config
 from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
@@ -19,7 +19,7 @@ from torch.nn import functional as F
 import evaluate
 import sample
 import train
-from model import GPT, GPTConfig
+from model import GPT
 from model.attention_maps import attention_maps
 from model.scoring import exact_loss, window_plan
 from viz.figures import AttentionPictures, attention_figure, visible
@@ -30,8 +30,7 @@ BLOCK = 16
 
 def small_model(pos_embedding: str, **overrides) -> GPT:
     torch.manual_seed(0)
-    config = dict(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32)
-    model = GPT(GPTConfig(**{**config, "pos_embedding": pos_embedding, **overrides})).eval()
+    model = GPT(tiny_gpt_config(pos_embedding=pos_embedding, **overrides)).eval()
     with torch.no_grad():  # weights large enough that attention is far from a plain average
         for name, p in model.named_parameters():
             if p.dim() > 1:
@@ -179,7 +178,9 @@ def test_window_plan_scores_every_character_once_with_at_least_half_a_block_of_c
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, shakespeare_path):
+def inspected_run(tmp_path_factory, shakespeare_path):
+    """A tiny run with the views inside the model on (conftest's tiny_run has them off) and a
+    probe text of its own, as TensorBoard, evaluate.py and sample.py see it."""
     root = tmp_path_factory.mktemp("inspect")
     argv = [
         "--config", "tiny", "--device", "cpu", "--data_path", str(shakespeare_path),
@@ -190,8 +191,8 @@ def tiny_run(tmp_path_factory, shakespeare_path):
     return root / "run"
 
 
-def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(tiny_run):
-    runs = tensorboard_runs(tiny_run)
+def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(inspected_run):
+    runs = tensorboard_runs(inspected_run)
     assert sorted(runs.Runs()) == [".", "train", "val", "val_exact"]
     main = runs.GetAccumulator(".")
     assert {"self_attention/layer_0", "self_attention/layer_1"} <= set(
@@ -205,7 +206,7 @@ def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(tiny
     assert [g.step for g in grads] == [20, 40]  # the last update's gradients; none before any
 
     def points(run: str, tag: str = "loss") -> dict[int, float]:
-        return scalar_points(tiny_run, run, tag)
+        return scalar_points(inspected_run, run, tag)
 
     assert list(points("train")) == list(points("val")) == [0, 20, 40]
     assert list(points("train", "loss/batch")) == [10, 20, 30, 40]
@@ -219,8 +220,8 @@ def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(tiny
     assert sorted(matched) == [("train", "loss"), ("val", "loss"), ("val_exact", "loss")]
 
 
-def test_the_loss_section_comes_first_and_every_scalar_has_a_description(tiny_run):
-    runs = tensorboard_runs(tiny_run)
+def test_the_loss_section_comes_first_and_every_scalar_has_a_description(inspected_run):
+    runs = tensorboard_runs(inspected_run)
     sections = set()
     for run in runs.Runs():
         for tag in runs.GetAccumulator(run).Tags()["tensors"]:
@@ -233,8 +234,8 @@ def test_the_loss_section_comes_first_and_every_scalar_has_a_description(tiny_ru
     assert sorted(sections)[0] == "loss" and "optimizer" in sections, sorted(sections)
 
 
-def test_hparams_read_each_loss_from_its_own_run(tiny_run):
-    main = tensorboard_runs(tiny_run).GetAccumulator(".")
+def test_hparams_read_each_loss_from_its_own_run(inspected_run):
+    main = tensorboard_runs(inspected_run).GetAccumulator(".")
     content = main.SummaryMetadata("_hparams_/experiment").plugin_data.content
     metrics = HParamsPluginData.FromString(content).experiment.metric_infos
     assert [(m.name.group, m.name.tag) for m in metrics] == [
@@ -242,26 +243,28 @@ def test_hparams_read_each_loss_from_its_own_run(tiny_run):
     ]  # fmt: skip
 
 
-def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(tiny_run):
-    config = text_format.Parse((tiny_run / "projector_config.pbtxt").read_text(), ProjectorConfig())
+def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(inspected_run):
+    config = text_format.Parse(
+        (inspected_run / "projector_config.pbtxt").read_text(), ProjectorConfig()
+    )
     names = [e.tensor_name for e in config.embeddings]
     assert len(names) == 2  # iterations 40 and 20: none of the random start
     assert sorted(names)[0] == names[0] == "embedding, latest (iteration 40)"
     latest = config.embeddings[0]
-    labels = (tiny_run / latest.metadata_path).read_text(encoding="utf-8").split("\n")[:-1]
-    checkpoint = evaluate.load_checkpoint(tiny_run / "last.pt")
+    labels = (inspected_run / latest.metadata_path).read_text(encoding="utf-8").split("\n")[:-1]
+    checkpoint = evaluate.load_checkpoint(inspected_run / "last.pt")
     assert labels == [visible(c) for c in checkpoint["vocab"]] and labels[:2] == ["\\n", "␣"]
-    rows = (tiny_run / latest.tensor_path).read_text().strip().split("\n")
+    rows = (inspected_run / latest.tensor_path).read_text().strip().split("\n")
     written = torch.tensor([[float(x) for x in row.split("\t")] for row in rows])
     wte = checkpoint["model"]["transformer.wte.weight"].float()
     assert written.shape == (65, 32) and torch.allclose(written, wte, rtol=1e-5, atol=1e-7)
 
 
 def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(
-    tiny_run, shakespeare_path, shakespeare, capsys
+    inspected_run, shakespeare_path, shakespeare, capsys
 ):
     data = ["--data_path", str(shakespeare_path), "--data_dir", str(shakespeare.data_dir)]
-    assert evaluate.main(["--ckpt", str(tiny_run), "--device", "cpu", *data]) == 0
+    assert evaluate.main(["--ckpt", str(inspected_run), "--device", "cpu", *data]) == 0
     out = capsys.readouterr().out
     assert "the val split: 111,539 characters scored" in out
     nats = float(out.split("loss")[1].split()[0])
@@ -278,28 +281,28 @@ def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(
         (("--text_file", "/no/such.txt"), 2, "--text_file /no/such.txt does not exist"),
     ],
 )
-def test_evaluate_mistakes_are_one_line(tiny_run, capsys, argv, code, message):
-    assert evaluate.main(["--ckpt", str(tiny_run), *argv]) == code
+def test_evaluate_mistakes_are_one_line(inspected_run, capsys, argv, code, message):
+    assert evaluate.main(["--ckpt", str(inspected_run), *argv]) == code
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 
 
 def test_evaluate_refuses_a_text_with_unknown_characters_and_a_damaged_checkpoint(
-    tiny_run, tmp_path, capsys
+    inspected_run, tmp_path, capsys
 ):
     text = tmp_path / "text.txt"
     text.write_text("Zoë’s text", encoding="utf-8")
-    assert evaluate.main(["--ckpt", str(tiny_run), "--text_file", str(text)]) == 1
+    assert evaluate.main(["--ckpt", str(inspected_run), "--text_file", str(text)]) == 1
     assert "'ë', '’' not in the vocabulary" in capsys.readouterr().err
     broken = tmp_path / "broken.pt"
-    broken.write_bytes((tiny_run / "last.pt").read_bytes()[:3000])
+    broken.write_bytes((inspected_run / "last.pt").read_bytes()[:3000])
     assert evaluate.main(["--ckpt", str(broken)]) == 1
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 
-def test_sample_draws_the_prompts_attention_into_a_png(tiny_run, tmp_path, capsys):
+def test_sample_draws_the_prompts_attention_into_a_png(inspected_run, tmp_path, capsys):
     png = tmp_path / "attention.png"
-    argv = ["--ckpt", str(tiny_run), "--prompt", "ROMEO:", "--attention", str(png)]
+    argv = ["--ckpt", str(inspected_run), "--prompt", "ROMEO:", "--attention", str(png)]
     assert sample.main([*argv, "--max_new_tokens", "0"]) == 0
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
     assert f"wrote {png}" in capsys.readouterr().err
@@ -312,13 +315,13 @@ def test_a_probe_with_unknown_characters_is_a_config_error_before_training(tiny_
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no Chromium installed")
-def test_tensorboard_itself_opens_on_the_loss_chart_with_a_run_per_loss(tiny_run):
+def test_tensorboard_itself_opens_on_the_loss_chart_with_a_run_per_loss(inspected_run):
     """TensorBoard serving the run, its landing page (TIME SERIES) in headless Chromium: the
     first section is `loss`, its first chart `loss`, drawn for train, val and val_exact."""
     playwright = pytest.importorskip("playwright.sync_api")
     from make_screenshots import serve_tensorboard
 
-    with serve_tensorboard(tiny_run) as address, playwright.sync_playwright() as p:
+    with serve_tensorboard(inspected_run) as address, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{address}/?forceSVG=true")

@@ -7,11 +7,10 @@ import math
 
 import pytest
 import torch
+from helpers import tiny_gpt_config
 
 from model import GPT, GPTConfig
 from model.gpt import CausalSelfAttention
-
-TINY = dict(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
 
 
 def reference_attention(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
@@ -35,7 +34,7 @@ def reference_attention(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Ten
 
 @pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
 def test_attention_equals_explicit_causal_softmax_formula(attn_impl):
-    attn = CausalSelfAttention(GPTConfig(**TINY, attn_impl=attn_impl)).eval()
+    attn = CausalSelfAttention(tiny_gpt_config(attn_impl=attn_impl)).eval()
     for p in attn.parameters():  # non-zero biases, so a wrong bias path would show
         torch.nn.init.normal_(p, std=0.3)
     x = torch.randn(3, 11, 32)
@@ -45,7 +44,7 @@ def test_attention_equals_explicit_causal_softmax_formula(attn_impl):
 @pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
 @pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
 def test_future_tokens_do_not_change_past_logits(pos_embedding, attn_impl):
-    model = GPT(GPTConfig(**TINY, pos_embedding=pos_embedding, attn_impl=attn_impl)).eval()
+    model = GPT(tiny_gpt_config(pos_embedding=pos_embedding, attn_impl=attn_impl)).eval()
     idx = torch.randint(0, 65, (2, 16))
     changed = idx.clone()
     t = 6
@@ -60,7 +59,7 @@ def test_future_tokens_do_not_change_past_logits(pos_embedding, attn_impl):
 def test_loss_at_initialisation_is_about_ln_vocab_size(pos_embedding):
     """An untrained model should be close to uniform over the vocabulary: loss ≈ ln(65) ≈ 4.17."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(**TINY, pos_embedding=pos_embedding))
+    model = GPT(tiny_gpt_config(pos_embedding=pos_embedding))
     idx = torch.randint(0, 65, (8, 16))
     targets = torch.randint(0, 65, (8, 16))
     _, loss = model(idx, targets)
@@ -69,7 +68,7 @@ def test_loss_at_initialisation_is_about_ln_vocab_size(pos_embedding):
 
 def test_model_overfits_one_small_batch():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(**TINY))
+    model = GPT(tiny_gpt_config())
     idx = torch.randint(0, 65, (4, 16))
     targets = torch.randint(0, 65, (4, 16))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -82,7 +81,7 @@ def test_model_overfits_one_small_batch():
 
 
 def test_state_dict_uses_gpt2_parameter_names():
-    names = set(GPT(GPTConfig(**TINY)).state_dict())
+    names = set(GPT(tiny_gpt_config()).state_dict())
     expected = {
         "transformer.wte.weight",
         "transformer.wpe.weight",
@@ -99,12 +98,24 @@ def test_state_dict_uses_gpt2_parameter_names():
         "lm_head.weight",
     }
     assert expected <= names
-    assert not any("bias" in n for n in GPT(GPTConfig(**TINY, bias=False)).state_dict())
+    assert not any("bias" in n for n in GPT(tiny_gpt_config(bias=False)).state_dict())
 
 
-def test_lm_head_is_tied_to_token_embedding():
-    model = GPT(GPTConfig(**TINY))
-    assert model.lm_head.weight is model.transformer.wte.weight
+def test_the_head_reads_logits_off_the_token_embedding():
+    """Tied weights (Press & Wolf 2017): each character's logit is the final hidden state's dot
+    product with that character's embedding, and a change to the embedding changes the head."""
+    torch.manual_seed(0)
+    model = GPT(tiny_gpt_config()).eval()
+    hidden = []
+    model.transformer.ln_f.register_forward_hook(lambda module, args, out: hidden.append(out))
+    idx = torch.randint(0, 65, (2, 16))
+    with torch.no_grad():
+        logits, _ = model(idx)
+        torch.testing.assert_close(logits, hidden[0] @ model.transformer.wte.weight.T)
+        model.transformer.wte.weight[7] += 1.0  # character 7's embedding, and so its logit
+        changed, _ = model(idx)
+    assert sum(p.numel() for p in model.parameters()) == model.num_params(non_embedding=False)
+    torch.testing.assert_close(changed[..., 7], hidden[1] @ model.transformer.wte.weight[7])
 
 
 def test_initialisation_scales_residual_projections_by_depth():
@@ -132,7 +143,7 @@ def test_impossible_configurations_are_clear_errors():
         GPTConfig(n_embd=30, n_head=4)
     with pytest.raises(ValueError, match="dropout"):
         GPTConfig(dropout=1.0)
-    model = GPT(GPTConfig(**TINY))
+    model = GPT(tiny_gpt_config())
     with pytest.raises(ValueError, match="longer than block_size 16"):
         model(torch.zeros(1, 17, dtype=torch.long))
 
@@ -170,7 +181,7 @@ def test_rotary_attention_scores_depend_only_on_relative_position():
 
 
 def test_rope_model_has_no_position_table_and_a_state_dict_without_buffers():
-    model = GPT(GPTConfig(**TINY, pos_embedding="rope"))
+    model = GPT(tiny_gpt_config(pos_embedding="rope"))
     assert "transformer.wpe.weight" not in model.state_dict()
     assert not any("rope" in name for name in model.state_dict())
 
@@ -182,5 +193,5 @@ def test_rope_model_has_no_position_table_and_a_state_dict_without_buffers():
 def test_the_parameter_count_from_the_config_is_the_models(options):
     from model.config import parameter_count
 
-    config = GPTConfig(vocab_size=65, block_size=16, **{"n_layer": 2, "n_embd": 32, **options})
+    config = tiny_gpt_config(**options)
     assert parameter_count(config) == sum(p.numel() for p in GPT(config).parameters())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_gpt_config
 from torch import nn
 from torch.nn import functional as F
 
@@ -41,8 +42,7 @@ def test_packed_linear_follows_its_weight_in_place():
 
 
 def config(**overrides) -> GPTConfig:
-    base = dict(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32, bias=False)
-    return GPTConfig(**{**base, **overrides})
+    return tiny_gpt_config(**{"bias": False, **overrides})
 
 
 def randomise(model: GPT) -> None:

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, tiny_gpt_config
 from torch.nn import functional as F
 
 import sample
-from model import GPT, GPTConfig, generate, sample_next_token
+from model import GPT, generate, sample_next_token
 from model.generate import Stepper, window_start
 from model.graphed import StaticStep
 
@@ -22,7 +22,7 @@ BLOCK = 16
 @pytest.fixture
 def model() -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32)).eval()
+    return GPT(tiny_gpt_config()).eval()
 
 
 @pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
@@ -31,10 +31,7 @@ def test_cached_logits_equal_a_fresh_forward_over_the_window(pos_embedding, prom
     """Independent of the cache: each step's logits are those of model(window) at its end, past
     several jumps of the window; the plain path is that same fresh forward."""
     torch.manual_seed(0)
-    config = GPTConfig(
-        vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32, pos_embedding=pos_embedding
-    )
-    model = GPT(config).eval()
+    model = GPT(tiny_gpt_config(pos_embedding=pos_embedding)).eval()
     idx = torch.randint(0, 65, (2, prompt_len))
     cached, plain = Stepper(model, use_kv_cache=True), Stepper(model, use_kv_cache=False)
     start = None
@@ -56,10 +53,7 @@ def test_the_step_a_cuda_graph_records_gives_the_plain_paths_logits_and_tokens(p
     the whole cache with later keys masked): here it runs on the CPU, without a graph, past
     several jumps of the window, against the plain path's fresh forward passes."""
     torch.manual_seed(0)
-    config = GPTConfig(
-        vocab_size=65, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32, pos_embedding=pos_embedding
-    )
-    model = GPT(config).eval()
+    model = GPT(tiny_gpt_config(pos_embedding=pos_embedding)).eval()
     static, plain = Stepper(model, use_kv_cache=True), Stepper(model, use_kv_cache=False)
     static.one_token = StaticStep(model)
     idx = torch.randint(0, 65, (2, 3))
