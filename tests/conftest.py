@@ -3,6 +3,10 @@
 Tiny Shakespeare is never downloaded by the tests: they take the project's cache
 (data/shakespeare_char/input.txt, where .ci/run puts it) or ../shared/data/tinyshakespeare.txt.
 Without either they are skipped, except under CI=true, where a missing corpus is a failure.
+
+Tests marked e2e run something end to end: a command (train.py, sample.py, evaluate.py) or its
+training run, a real process (torchrun, a signal, a kernel) or a browser. `python -m pytest -m
+"not e2e"` runs the rest, the quick subset.
 """
 
 from __future__ import annotations

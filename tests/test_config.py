@@ -140,6 +140,7 @@ def test_mistakes_are_one_line_errors_naming_the_key(yaml_text, argv, message, t
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.e2e
 def test_config_errors_exit_2_with_one_line_on_stderr(tmp_path, capsys):
     config_file = write_yaml(tmp_path, "batch_sise: 3\n")
     assert train.main(["--config", config_file]) == 2

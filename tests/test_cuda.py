@@ -109,6 +109,7 @@ def gpu_run(tmp_path_factory, shakespeare_path) -> tuple[Path, str]:
     return root / "run", printed.getvalue()
 
 
+@pytest.mark.e2e
 def test_checkpoint_trained_on_the_gpu_samples_on_the_cpu(gpu_run, capsys):
     run_dir, printed = gpu_run
     assert "device cuda" in printed
@@ -117,6 +118,7 @@ def test_checkpoint_trained_on_the_gpu_samples_on_the_cpu(gpu_run, capsys):
     assert capsys.readouterr().out.startswith("ROMEO:")
 
 
+@pytest.mark.e2e
 def test_exact_loss_on_the_gpu_equals_the_cpus(gpu_run, capsys):
     """evaluate.py runs in fp32 on every device: the same checkpoint, the same number."""
     run_dir, _ = gpu_run
@@ -128,6 +130,7 @@ def test_exact_loss_on_the_gpu_equals_the_cpus(gpu_run, capsys):
     assert exact_loss(DEVICE) == pytest.approx(exact_loss("cpu"), abs=1e-4)
 
 
+@pytest.mark.e2e
 def test_resume_continues_the_same_run(tiny_argv, tmp_path):
     """Stopped at 10 and resumed to 20, with dropout on (CUDA's random state is in the
     checkpoint). fp32, so that only the GPU's order of summation can differ from one go."""
@@ -143,7 +146,7 @@ def test_resume_continues_the_same_run(tiny_argv, tmp_path):
         torch.testing.assert_close(resumed["model"][name], weight, atol=1e-4, rtol=0, msg=name)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_compiled_model_trains_and_its_checkpoint_holds_plain_weights(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv("--device", DEVICE, "--compile", "--max_iters", "20")) == 0
     assert ", compiled (requested)" in capsys.readouterr().out
@@ -152,12 +155,13 @@ def test_compiled_model_trains_and_its_checkpoint_holds_plain_weights(tiny_argv,
     assert checkpoint["best_val_loss"] < 3.7  # learnt something: ln(65) is 4.17
 
 
+@pytest.mark.e2e
 def test_compile_auto_leaves_a_short_run_eager_on_cuda(tiny_argv, capsys):
     assert train.main(tiny_argv("--device", DEVICE, "--max_iters", "20")) == 0
     assert ", eager (auto: a run of ~" in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_torchrun_on_one_gpu_with_nccl(tiny_argv, tmp_path):
     argv = [*torchrun(1), "train.py", *tiny_argv("--device", DEVICE, "--max_iters", "20")]
     result = run(argv, timeout=300)

@@ -30,6 +30,7 @@ def test_asking_for_bf16_is_obeyed_and_warned_about_only_where_it_is_emulated(mo
     assert "warning" not in explain_dtype("float32", CPU, torch.float32)
 
 
+@pytest.mark.e2e
 def test_the_start_up_line_says_which_precision_and_why(monkeypatch, tiny_argv, capsys):
     import train
 

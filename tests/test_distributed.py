@@ -21,9 +21,12 @@ from training.trainer import Trainer
 
 TORCHRUN = torchrun(2)
 
-pytestmark = pytest.mark.skipif(
-    not torch.distributed.is_available(), reason="torch.distributed is not built in"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not torch.distributed.is_available(), reason="torch.distributed is not built in"
+    ),
+]
 
 
 def test_two_ranks_with_batch_b_update_like_one_process_with_batch_2b(tmp_path):
@@ -53,7 +56,6 @@ def test_two_ranks_with_batch_b_update_like_one_process_with_batch_2b(tmp_path):
         )
 
 
-@pytest.mark.slow
 def test_torchrun_trains_tiny_with_gloo_and_resumes(tiny_argv, tmp_path):
     out_dir = tmp_path / "run"
     argv = ["train.py", *tiny_argv("--gradient_accumulation_steps", "2")]
@@ -76,7 +78,6 @@ def test_torchrun_trains_tiny_with_gloo_and_resumes(tiny_argv, tmp_path):
     assert load_checkpoint(out_dir / "last.pt")["iter_num"] == 80
 
 
-@pytest.mark.slow
 def test_torchrun_job_owns_its_directory_and_sigterm_stops_every_rank_with_a_checkpoint(
     tiny_argv, tmp_path
 ):
@@ -122,7 +123,6 @@ def child_with_rank(parent: int, rank: int) -> int:
     raise AssertionError(f"no worker of rank {rank} under {parent}")
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the rank's process through /proc")
 def test_a_rank_that_stops_answering_ends_the_job_in_bounded_time_with_one_line(
     tiny_argv, tmp_path

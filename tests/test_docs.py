@@ -61,6 +61,7 @@ def python_example() -> str:
     return match.group(1)
 
 
+@pytest.mark.e2e
 def test_the_readmes_python_example_runs_on_a_real_checkpoint(tiny_run):
     namespace: dict = {}
     code = python_example().replace('"out/small"', repr(str(tiny_run)))
@@ -79,6 +80,7 @@ def test_the_readmes_python_example_runs_on_a_real_checkpoint(tiny_run):
         assert torch.all(weights.triu(diagonal=1) == 0)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["last.pt", None])
 def test_load_model_takes_a_checkpoint_file_or_a_run_directory(tiny_run, name):
     from checkpoint import load_checkpoint, load_model

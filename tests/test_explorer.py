@@ -18,6 +18,8 @@ from checkpoint import load_model
 from model.attention_maps import attention_maps
 from model.gpt import causal_softmax
 
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PROMPT = "ROMEO:\nO, she doth teach"
 

@@ -12,8 +12,9 @@ import sys
 import pytest
 from helpers import ROOT
 
+pytestmark = pytest.mark.e2e
 
-@pytest.mark.slow
+
 def test_the_gpu_report_runs_its_whole_plan_dry_on_the_cpu(tmp_path, shakespeare_path):
     records, log = tmp_path / "records", tmp_path / "report.log"
     project_records = sorted((ROOT / "records").glob("*.json"))

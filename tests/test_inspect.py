@@ -191,6 +191,7 @@ def inspected_run(tmp_path_factory, shakespeare_path):
     return root / "run"
 
 
+@pytest.mark.e2e
 def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(inspected_run):
     runs = tensorboard_runs(inspected_run)
     assert sorted(runs.Runs()) == [".", "train", "val", "val_exact"]
@@ -220,6 +221,7 @@ def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(insp
     assert sorted(matched) == [("train", "loss"), ("val", "loss"), ("val_exact", "loss")]
 
 
+@pytest.mark.e2e
 def test_the_loss_section_comes_first_and_every_scalar_has_a_description(inspected_run):
     runs = tensorboard_runs(inspected_run)
     sections = set()
@@ -234,6 +236,7 @@ def test_the_loss_section_comes_first_and_every_scalar_has_a_description(inspect
     assert sorted(sections)[0] == "loss" and "optimizer" in sections, sorted(sections)
 
 
+@pytest.mark.e2e
 def test_hparams_read_each_loss_from_its_own_run(inspected_run):
     main = tensorboard_runs(inspected_run).GetAccumulator(".")
     content = main.SummaryMetadata("_hparams_/experiment").plugin_data.content
@@ -243,6 +246,7 @@ def test_hparams_read_each_loss_from_its_own_run(inspected_run):
     ]  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(inspected_run):
     config = text_format.Parse(
         (inspected_run / "projector_config.pbtxt").read_text(), ProjectorConfig()
@@ -260,6 +264,7 @@ def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(in
     assert written.shape == (65, 32) and torch.allclose(written, wte, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.e2e
 def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(
     inspected_run, shakespeare_path, shakespeare, capsys
 ):
@@ -273,6 +278,7 @@ def test_evaluate_prints_the_exact_loss_beside_the_trainers_estimate(
     assert "the trainer's estimate at iteration 40: val loss" in out
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "argv, code, message",
     [
@@ -287,6 +293,7 @@ def test_evaluate_mistakes_are_one_line(inspected_run, capsys, argv, code, messa
     assert message in err and err.count("\n") == 1
 
 
+@pytest.mark.e2e
 def test_evaluate_refuses_a_text_with_unknown_characters_and_a_damaged_checkpoint(
     inspected_run, tmp_path, capsys
 ):
@@ -300,6 +307,7 @@ def test_evaluate_refuses_a_text_with_unknown_characters_and_a_damaged_checkpoin
     assert "cannot read checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_sample_draws_the_prompts_attention_into_a_png(inspected_run, tmp_path, capsys):
     png = tmp_path / "attention.png"
     argv = ["--ckpt", str(inspected_run), "--prompt", "ROMEO:", "--attention", str(png)]
@@ -308,12 +316,14 @@ def test_sample_draws_the_prompts_attention_into_a_png(inspected_run, tmp_path, 
     assert f"wrote {png}" in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_a_probe_with_unknown_characters_is_a_config_error_before_training(tiny_argv, capsys):
     assert train.main(tiny_argv("--probe_text", "Ça va")) == 2
     err = capsys.readouterr().err
     assert "probe_text: 'Ç' not in the vocabulary" in err and err.count("\n") == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no Chromium installed")
 def test_tensorboard_itself_opens_on_the_loss_chart_with_a_run_per_loss(inspected_run):
     """TensorBoard serving the run, its landing page (TIME SERIES) in headless Chromium: the

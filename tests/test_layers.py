@@ -133,6 +133,7 @@ def test_the_cycle_finder_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "argv",
     [

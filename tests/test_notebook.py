@@ -11,6 +11,8 @@ import pytest
 from helpers import ROOT
 from test_explorer import CHROMIUM, needs_browser
 
+pytestmark = pytest.mark.e2e
+
 NOTEBOOK = ROOT / "notebooks" / "attention.ipynb"
 
 
@@ -47,7 +49,6 @@ def outputs(notebook, kind: str) -> list:
     return found
 
 
-@pytest.mark.slow
 def test_the_notebook_runs_top_to_bottom_and_checks_the_models_attention(executed):
     printed = "".join(outputs(executed, "stream"))
     assert "the same as the loop: True" in printed
@@ -56,7 +57,6 @@ def test_the_notebook_runs_top_to_bottom_and_checks_the_models_attention(execute
     assert len(outputs(executed, "image/png")) == 1  # the last layer's picture
 
 
-@pytest.mark.slow
 def test_the_notebooks_explorers_are_inline_each_with_an_id_of_its_own(executed):
     pages = outputs(executed, "text/html")
     assert len(pages) == 2
@@ -66,7 +66,6 @@ def test_the_notebooks_explorers_are_inline_each_with_an_id_of_its_own(executed)
 
 
 @needs_browser
-@pytest.mark.slow
 def test_two_explorers_on_one_page_work_and_leave_each_other_alone(executed, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     pages = outputs(executed, "text/html")

@@ -147,6 +147,7 @@ def run_sample(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+@pytest.mark.e2e
 def test_sampling_from_a_trained_checkpoint(tiny_run, capsys):
     argv = ("--prompt", "ROMEO:", "--num_samples", "3", "--max_new_tokens", "80", "--no-stream")
     code, out, _ = run_sample(capsys, "--ckpt", str(tiny_run), *argv)
@@ -157,6 +158,7 @@ def test_sampling_from_a_trained_checkpoint(tiny_run, capsys):
     assert all(len(s.rstrip("\n")) >= len("ROMEO:") + 70 for s in samples)  # newlines may trail
 
 
+@pytest.mark.e2e
 def test_sample_cli_is_deterministic_and_streaming_gives_the_same_text(tiny_run, capsys):
     argv = ("--ckpt", str(tiny_run / "last.pt"), "--max_new_tokens", "100", "--seed", "5")
     first = run_sample(capsys, *argv, "--no-stream")
@@ -167,6 +169,7 @@ def test_sample_cli_is_deterministic_and_streaming_gives_the_same_text(tiny_run,
     assert run_sample(capsys, *greedy) == run_sample(capsys, *greedy, "--no_kv_cache")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "argv, code, message",
     [
@@ -197,6 +200,7 @@ def test_sample_cli_mistakes_are_one_line(tiny_run, capsys, argv, code, message)
     assert message in err and err.count("\n") == 1
 
 
+@pytest.mark.e2e
 def test_missing_or_corrupted_checkpoint_is_one_line(tmp_path, tiny_run, capsys):
     code, _, err = run_sample(capsys, "--ckpt", str(tmp_path / "nothing.pt"))
     assert code == 1 and "does not exist" in err and err.count("\n") == 1
@@ -208,6 +212,7 @@ def test_missing_or_corrupted_checkpoint_is_one_line(tmp_path, tiny_run, capsys)
     assert code == 1 and "holds no checkpoint" in err
 
 
+@pytest.mark.e2e
 def test_prompt_longer_than_the_context_is_explained(tiny_run, capsys):
     code, out, err = run_sample(
         capsys, "--ckpt", str(tiny_run), "--prompt", "to be " * 10, "--max_new_tokens", "5"
@@ -216,6 +221,7 @@ def test_prompt_longer_than_the_context_is_explained(tiny_run, capsys):
     assert "the model sees only the last 32" in err
 
 
+@pytest.mark.e2e
 def test_dashed_spellings_work_as_the_options(tiny_run, capsys):
     code, out, _ = run_sample(
         capsys, "--ckpt", str(tiny_run), "--no-kv-cache", "--max-new-tokens", "5"
@@ -223,6 +229,7 @@ def test_dashed_spellings_work_as_the_options(tiny_run, capsys):
     assert code == 0 and len(out) == 1 + 5 + 1  # the prompt, 5 characters, a newline
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("poison", [float("nan"), float("inf")])
 def test_weights_that_are_nan_or_infinite_are_named_by_sample_and_evaluate(
     tiny_run, tmp_path, capsys, poison
@@ -240,6 +247,7 @@ def test_weights_that_are_nan_or_infinite_are_named_by_sample_and_evaluate(
         assert "NaN or infinite" in err and "mlp.c_fc.weight" in err and err.count("\n") == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stream", ["--stream", "--no-stream"])
 def test_a_reader_that_goes_away_is_a_quiet_exit(tiny_run, stream):
     """`sample.py ... | head -c 10`: no traceback, no "Broken pipe" message."""

@@ -29,6 +29,7 @@ from training.stopping import NonFiniteLoss
 from training.trainer import Trainer
 
 
+@pytest.mark.e2e
 def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv()) == 0
     run_dir = tmp_path / "run"
@@ -52,6 +53,7 @@ def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tm
     assert "n_layer: 2" in (run_dir / "config.yaml").read_text()  # ... and saved
 
 
+@pytest.mark.e2e
 def test_checkpoint_loads_with_weights_only_and_holds_the_whole_state(tiny_argv, tmp_path):
     assert train.main(tiny_argv()) == 0
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -126,6 +128,7 @@ def straight_runs(tmp_path_factory, shakespeare_path, shakespeare) -> dict[str, 
     return runs
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_resume_matches_uninterrupted_run(tiny_argv, tmp_path, straight_runs, optimizer):
     """Stopped at 10 and resumed to 20 (schedule fixed by lr_decay_iters, dropout on): the same
@@ -137,6 +140,7 @@ def test_resume_matches_uninterrupted_run(tiny_argv, tmp_path, straight_runs, op
     assert_same_run(straight_runs[optimizer], tmp_path / "resumed")
 
 
+@pytest.mark.e2e
 def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
     tiny_argv, tmp_path, monkeypatch, straight_runs
 ):
@@ -159,6 +163,7 @@ def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
     assert_same_run(straight_runs["adamw"], tmp_path / "crashed")
 
 
+@pytest.mark.e2e
 def test_existing_run_is_never_silently_overwritten(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv("--max_iters", "20", "--inspect", "true")) == 0
     before = (tmp_path / "run" / "last.pt").read_bytes()
@@ -191,6 +196,7 @@ def bare_checkpoint(weight: torch.Tensor, iter_num: int) -> dict:
     )  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_crash_during_checkpoint_write_leaves_previous_checkpoint_loadable(tmp_path):
     """A process that dies (os._exit, no cleanup) halfway through writing last.pt."""
     path = tmp_path / "last.pt"
@@ -238,6 +244,7 @@ def start_training(argv: list[str]) -> subprocess.Popen:
     raise AssertionError(f"train.py ended before training: {process.communicate()[1]}")
 
 
+@pytest.mark.e2e
 def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
     argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
     process = start_training(argv)
@@ -257,6 +264,7 @@ def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] == stopped_at + 5
 
 
+@pytest.mark.e2e
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_argv, tmp_path, monkeypatch):
     from model import GPT
 
@@ -281,6 +289,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_argv, tmp_pat
     assert all(torch.isfinite(t).all() for t in good["model"].values())
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -300,6 +309,7 @@ def test_user_mistakes_at_start_are_one_line_and_exit_1(tiny_argv, capsys, extra
 TOO_LONG = "x" * 300 + "/run"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "where, message",
     [
@@ -320,6 +330,7 @@ def test_an_out_dir_that_cannot_be_a_directory_is_one_line(
     assert blocker.read_text() == "not a directory"
 
 
+@pytest.mark.e2e
 def test_a_live_run_owns_its_directory_and_a_killed_one_does_not_block_the_next(
     tiny_argv, tmp_path
 ):
@@ -346,6 +357,7 @@ def test_a_live_run_owns_its_directory_and_a_killed_one_does_not_block_the_next(
     assert train.main(tiny_argv("--resume", "--max_iters", "10")) == 0
 
 
+@pytest.mark.e2e
 def test_corrupted_checkpoint_on_resume_is_a_clear_error(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv("--max_iters", "20")) == 0
     last = tmp_path / "run" / "last.pt"
@@ -356,6 +368,7 @@ def test_corrupted_checkpoint_on_resume_is_a_clear_error(tiny_argv, tmp_path, ca
     assert "cannot read checkpoint" in err and err.count("\n") == 1
 
 
+@pytest.mark.e2e
 def test_command_line_errors_print_no_traceback(tiny_argv):
     """The real process: a config mistake is one stderr line and exit code 2, and nothing else."""
     result = run([sys.executable, "train.py", *tiny_argv(), "--n_embd", "33"], timeout=60)
@@ -391,6 +404,7 @@ def test_validation_windows_are_the_same_at_every_evaluation(tiny_config, shakes
     assert estimate_loss(model, model, shakespeare, replace(config, seed=7), runtime) != first
 
 
+@pytest.mark.e2e
 def test_own_text_corpus_trains(tmp_path, capsys):
     corpus = tmp_path / "mine.txt"
     corpus.write_text("To code, or not to code: that is the question.\n" * 200)
@@ -408,6 +422,7 @@ def test_own_text_corpus_trains(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["vocab"] == sorted(set(corpus.read_text()))
 
 
+@pytest.mark.e2e
 def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     tiny_config, shakespeare, capsys
 ):
@@ -430,6 +445,7 @@ def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     assert re.search(r"iter 5: loss .* tok/s, \d\d:\d\d left", out)  # the time left, per line
 
 
+@pytest.mark.e2e
 def test_loss_points_between_evaluations_add_no_checkpoint(tiny_argv, tmp_path, monkeypatch):
     saved = []
     original_save = Trainer.save
@@ -446,6 +462,7 @@ def test_loss_points_between_evaluations_add_no_checkpoint(tiny_argv, tmp_path, 
     assert saved == [10, 20]
 
 
+@pytest.mark.e2e
 def test_a_run_that_fails_before_training_leaves_its_out_dir_as_it_was(tiny_argv, tmp_path):
     """A missing data file: no out_dir is created for a new run, and --overwrite of an existing
     run deletes nothing before the new run's data and block_size have been checked."""
@@ -459,6 +476,7 @@ def test_a_run_that_fails_before_training_leaves_its_out_dir_as_it_was(tiny_argv
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
 
 
+@pytest.mark.e2e
 def test_a_resume_never_writes_into_another_run(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5", out="a")) == 0
     assert train.main(tiny_argv("--max_iters", "5", "--seed", "7", out="b")) == 0
@@ -476,6 +494,7 @@ def test_a_resume_never_writes_into_another_run(tiny_argv, tmp_path, capsys):
     assert load_checkpoint(tmp_path / "a" / "last.pt")["iter_num"] == 5
 
 
+@pytest.mark.e2e
 def test_resuming_from_best_never_rolls_back_a_later_last(tiny_argv, tmp_path, capsys):
     from checkpoint import BEST, LAST
 
@@ -500,6 +519,7 @@ def test_resuming_from_best_never_rolls_back_a_later_last(tiny_argv, tmp_path, c
     assert (run_dir / LAST).read_bytes() == last_before
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_a_closed_terminals_sighup_save_like_ctrl_c(tiny_argv, tmp_path, signum):
     argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5")
@@ -511,6 +531,7 @@ def test_sigterm_and_a_closed_terminals_sighup_save_like_ctrl_c(tiny_argv, tmp_p
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] >= 5
 
 
+@pytest.mark.e2e
 def test_a_closed_stdout_does_not_end_the_run(tiny_argv, tmp_path):
     """`train.py ... | head -n 3`: the reader goes away; the run trains to the end and saves."""
     process = start_training(tiny_argv("--log_interval", "5"))
@@ -521,6 +542,7 @@ def test_a_closed_stdout_does_not_end_the_run(tiny_argv, tmp_path):
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"] == 60
 
 
+@pytest.mark.e2e
 def test_a_temporary_checkpoint_left_by_a_killed_writer_is_removed_at_the_next_start(
     tiny_argv, tmp_path
 ):
@@ -531,6 +553,7 @@ def test_a_temporary_checkpoint_left_by_a_killed_writer_is_removed_at_the_next_s
     assert not leftover.exists()
 
 
+@pytest.mark.e2e
 def test_a_failure_between_the_two_checkpoint_writes_leaves_best_the_newer(
     tiny_argv, tmp_path, monkeypatch, capsys
 ):
@@ -563,6 +586,7 @@ def test_a_failure_between_the_two_checkpoint_writes_leaves_best_the_newer(
     assert best["best_val_loss"] == load_checkpoint(run_dir / "last.pt")["best_val_loss"]
 
 
+@pytest.mark.e2e
 def test_weights_that_do_not_fit_the_model_are_one_line_on_resume(
     tiny_argv, tiny_run, tmp_path, capsys
 ):
@@ -575,6 +599,7 @@ def test_weights_that_do_not_fit_the_model_are_one_line_on_resume(
     assert "do not fit" in err and "ln_f.weight" in err and err.count("\n") == 1
 
 
+@pytest.mark.e2e
 def test_ctrl_c_in_the_final_exact_pass_says_what_was_saved(tiny_argv, monkeypatch, capsys):
 
     def interrupted(*args, **kwargs):
@@ -606,6 +631,7 @@ def test_a_tensorboard_write_that_fails_is_one_warning_and_training_goes_on(tmp_
 FIXTURE_V1 = ROOT / "tests" / "fixtures" / "checkpoint_v1.pt"  # written by train.py at 567c75e
 
 
+@pytest.mark.e2e
 def test_a_checkpoint_of_the_previous_format_samples_and_resumes(tiny_argv, tmp_path):
     """tests/fixtures/checkpoint_v1.pt was written by the code before format 2 (a 1-layer,
     16-channel tiny.yaml run with Muon, 4 iterations). It loads, upgraded; it resumes."""
@@ -632,6 +658,7 @@ def test_a_checkpoint_of_the_previous_format_samples_and_resumes(tiny_argv, tmp_
     assert load_checkpoint(run_dir / "last.pt")["iter_num"] == 6
 
 
+@pytest.mark.e2e
 def test_a_run_stopped_between_its_first_two_writes_resumes_from_best(tiny_argv, tmp_path):
     """A full disk right after the first best.pt (written before last.pt): best.pt continues."""
     assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5")) == 0

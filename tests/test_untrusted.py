@@ -31,6 +31,7 @@ def planted(tiny_run, tmp_path):
     return run, secret, target
 
 
+@pytest.mark.e2e
 def test_evaluate_never_reads_or_prepares_the_data_a_checkpoint_names(planted, capsys):
     run, _, target = planted
     assert evaluate.main(["--ckpt", str(run)]) == 2
@@ -39,6 +40,7 @@ def test_evaluate_never_reads_or_prepares_the_data_a_checkpoint_names(planted, c
     assert not target.exists()  # nothing prepared, nothing written
 
 
+@pytest.mark.e2e
 def test_a_resume_takes_data_paths_only_from_the_command_line(planted, capsys):
     run, secret, target = planted
     assert train.main(["--resume", str(run), "--device", "cpu"]) == 2
@@ -55,6 +57,7 @@ def altered(tiny_run, tmp_path, change) -> str:
     return str(path)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -87,6 +90,7 @@ def test_a_malformed_checkpoint_is_one_line_and_exit_1(
 # ---- run directories: no link followed, no user file overwritten, no run lost ---------------
 
 
+@pytest.mark.e2e
 def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(
     tiny_argv, tmp_path, capsys
 ):
@@ -101,6 +105,7 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(
     assert target.read_text() == "keep me"
 
 
+@pytest.mark.e2e
 def test_overwrite_never_deletes_through_a_linked_folder(tiny_argv, tmp_path, capsys):
     assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5")) == 0
     data = tmp_path / "my_data"
@@ -137,6 +142,7 @@ def test_a_checkpoint_path_that_is_a_link_is_never_written_through(tmp_path):
     assert planted.read_text() == "mine" and (tmp_path / "new.pt").read_bytes() == b"new"
 
 
+@pytest.mark.e2e
 def test_a_config_yaml_of_the_users_is_never_overwritten(tiny_argv, tiny_run, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
@@ -150,6 +156,7 @@ def test_a_config_yaml_of_the_users_is_never_overwritten(tiny_argv, tiny_run, tm
     assert (run / "config.yaml").read_text() == "my: own settings\n"
 
 
+@pytest.mark.e2e
 def test_an_overwrite_whose_new_run_fails_before_a_checkpoint_gives_the_old_run_back(
     tiny_argv, tmp_path, monkeypatch, capsys
 ):
@@ -173,6 +180,7 @@ def test_an_overwrite_whose_new_run_fails_before_a_checkpoint_gives_the_old_run_
     }  # every file of the old run, as it was; nothing of the new one
 
 
+@pytest.mark.e2e
 def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(
     tiny_argv, tmp_path
 ):
@@ -220,6 +228,7 @@ def test_two_texts_of_one_name_are_prepared_apart(tmp_path):
         data.data_dir.rmdir()
 
 
+@pytest.mark.e2e
 def test_processes_preparing_one_folder_at_once_each_get_their_own_text(tmp_path):
     """Six processes start together on one --data_dir, three with each of two texts: each must
     map its own text's vocabulary and ids, never the other's."""
@@ -276,6 +285,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.e2e
 def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_partial_cache(
     small_disk, tmp_path, capsys
 ):
@@ -294,6 +304,7 @@ def test_a_full_disk_while_preparing_is_one_line_and_leaves_no_partial_cache(
 # ---- one line, never a traceback; bounded waits; nothing generated is lost ------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "yaml_text, extra, message",
     [
@@ -310,6 +321,7 @@ def test_more_config_mistakes_are_one_line_and_exit_2(tmp_path, capsys, yaml_tex
     assert err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.e2e
 def test_a_path_with_dollars_is_text_in_the_attention_picture(tiny_run, tmp_path):
     odd = tmp_path / "run $x^{2}$ and $$"
     odd.mkdir()
@@ -320,12 +332,14 @@ def test_a_path_with_dollars_is_text_in_the_attention_picture(tiny_run, tmp_path
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.e2e
 def test_the_exact_pass_on_a_long_split_scores_its_first_characters_and_says_so(tiny_argv, capsys):
     assert train.main(tiny_argv("--max_iters", "5", "--exact_max_chars", "500")) == 0
     assert "exact val loss" in (out := capsys.readouterr().out)
     assert "over the first 500 of 111,539 characters" in out
 
 
+@pytest.mark.e2e
 def test_ctrl_c_while_sampling_into_a_file_keeps_what_was_generated(tiny_run, tmp_path):
     import signal
     import subprocess
@@ -344,6 +358,7 @@ def test_ctrl_c_while_sampling_into_a_file_keeps_what_was_generated(tiny_run, tm
     assert text.startswith("ROMEO:") and len(text) > 100  # the prompt and what followed it
 
 
+@pytest.mark.e2e
 def test_a_model_too_large_for_memory_is_one_line_before_anything_is_allocated(tiny_argv, capsys):
     import time
 
@@ -354,6 +369,7 @@ def test_a_model_too_large_for_memory_is_one_line_before_anything_is_allocated(t
     assert time.perf_counter() - start < 30  # refused, not attempted
 
 
+@pytest.mark.e2e
 def test_a_path_holding_the_pages_markers_stays_text_in_the_explorer(tiny_run, tmp_path):
     import json
     import re
