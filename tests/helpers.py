@@ -61,3 +61,19 @@ def scalar_points(run_dir: Path, run: str, tag: str) -> dict[int, float]:
     steps = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events]
     assert len({s for s, _ in steps}) == len(steps), f"{run} {tag} has a step twice: {steps}"
     return dict(steps)
+
+
+def start_training(argv: list[str]) -> subprocess.Popen:
+    """train.py in its own process, returned once it has logged a training step."""
+    process = subprocess.Popen(
+        [sys.executable, "train.py", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in process.stdout:
+        if line.startswith("iter 5:"):
+            return process
+    raise AssertionError(f"train.py ended before training: {process.communicate()[1]}")

@@ -1,5 +1,5 @@
-"""Seeing inside the model: attention maps against the formula computed from a layer's weights,
-the exact evaluation against a brute-force loop, and what TensorBoard and evaluate.py show."""
+"""Seeing inside a trained model through the commands: what TensorBoard (its own reader, and the
+real page in Chromium), evaluate.py and sample.py show of a tiny run."""
 
 from __future__ import annotations
 
@@ -10,171 +10,15 @@ import shutil
 import pytest
 import torch
 from google.protobuf import text_format
-from helpers import scalar_points, tensorboard_runs, tiny_gpt_config
+from helpers import scalar_points, tensorboard_runs
 from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-from torch.nn import functional as F
 
 import evaluate
 import sample
 import train
-from model import GPT
-from model.attention_maps import attention_maps
-from model.scoring import exact_loss, window_plan
-from viz.figures import AttentionPictures, attention_figure, visible
-from viz.inspection import histograms
-
-BLOCK = 16
-
-
-def small_model(pos_embedding: str, **overrides) -> GPT:
-    torch.manual_seed(0)
-    model = GPT(tiny_gpt_config(pos_embedding=pos_embedding, **overrides)).eval()
-    with torch.no_grad():  # weights large enough that attention is far from a plain average
-        for name, p in model.named_parameters():
-            if p.dim() > 1:
-                p.normal_(0.0, 0.3)
-            else:
-                p.normal_(1.0 if name.endswith(("ln_1.weight", "ln_2.weight")) else 0.0, 0.2)
-    return model
-
-
-def weights_from_the_formula(model: GPT, layer: int, idx: torch.Tensor) -> torch.Tensor:
-    """softmax(QKᵀ/√d_k) with a causal mask, head by head, from the layer's input and weights;
-    rotary positions written as complex rotations (RoFormer)."""
-    cfg, B, T = model.config, *idx.shape
-    x = model.transformer.wte.weight[idx]
-    if cfg.pos_embedding == "learned":
-        x = x + model.transformer.wpe.weight[:T]
-    for block in model.transformer.h[:layer]:
-        x = block(
-            x, (model.rope_cos[:T], model.rope_sin[:T]) if cfg.pos_embedding == "rope" else None
-        )
-    block, C, nh = model.transformer.h[layer], cfg.n_embd, cfg.n_head
-    hs = C // nh
-    h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias)
-    qkv = h @ block.attn.c_attn.weight.T + block.attn.c_attn.bias
-    maps = torch.zeros(B, nh, T, T)
-    theta = 10000.0 ** (-torch.arange(0, hs, 2).double() / hs)
-    turn = torch.exp(1j * torch.arange(T).double()[:, None] * theta)  # (T, hs/2)
-
-    def rotate(z: torch.Tensor) -> torch.Tensor:
-        c = torch.complex(z[..., : hs // 2].double(), z[..., hs // 2 :].double()) * turn
-        return torch.cat((c.real, c.imag), dim=-1).float()
-
-    for head in range(nh):
-        q = qkv[..., head * hs : (head + 1) * hs]
-        k = qkv[..., C + head * hs : C + (head + 1) * hs]
-        if cfg.pos_embedding == "rope":
-            q, k = rotate(q), rotate(k)
-        for t in range(T):
-            scores = (q[:, t : t + 1] @ k[:, : t + 1].transpose(1, 2))[:, 0] / math.sqrt(hs)
-            maps[:, head, t, : t + 1] = torch.softmax(scores, dim=-1)
-    return maps
-
-
-@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
-def test_attention_maps_are_the_formula_from_each_layers_weights(pos_embedding):
-    model = small_model(pos_embedding)
-    idx = torch.randint(0, 65, (2, BLOCK))
-    maps = attention_maps(model, idx)
-    assert len(maps) == 2 and maps[0].shape == (2, 4, BLOCK, BLOCK)
-    for layer in range(2):
-        with torch.no_grad():
-            expected = weights_from_the_formula(model, layer, idx)
-        torch.testing.assert_close(maps[layer], expected, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(maps[layer].sum(-1), torch.ones(2, 4, BLOCK))  # rows sum to 1
-        above = torch.ones(BLOCK, BLOCK, dtype=torch.bool).triu(1)
-        assert torch.all(maps[layer][..., above] == 0)  # exactly 0: the future is masked
-        plain_average = torch.tril(torch.ones(BLOCK, BLOCK)) / torch.arange(1, BLOCK + 1)[:, None]
-        assert (maps[layer] - plain_average).abs().max() > 0.2  # a test that could tell
-
-
-def test_tensorboards_picture_of_each_layer_is_titled_with_that_layers_number():
-    model = small_model("learned", n_layer=3)
-    idx = torch.tensor([list(range(10))])
-    pictures = AttentionPictures([visible(chr(65 + i)) for i in range(10)])
-    for layer, maps in enumerate(attention_maps(model, idx)):
-        pictures.draw(layer, maps[0], f"layer {layer}")
-        figure = pictures.layers[layer][0]
-        titles = [ax.get_title() for ax in figure.axes if ax.images and ax.get_title()]
-        assert titles == [f"layer {layer}, head {h}" for h in range(model.config.n_head)]
-
-
-def test_a_redrawn_attention_picture_has_the_pixels_of_one_drawn_afresh():
-    """The pictures after the first draw only the new weights and title over the saved
-    drawing: they must equal, pixel for pixel, a figure drawn from nothing."""
-    from torch.utils.tensorboard._utils import figure_to_image
-
-    chars = list("To be, or not")
-    pictures = AttentionPictures(chars)
-    generator = torch.Generator().manual_seed(0)
-    for step in (1, 2, 3):
-        maps = torch.rand(2, len(chars), len(chars), generator=generator).tril()
-        maps = maps / maps.sum(-1, keepdim=True)
-        title = f"layer 1 at iteration {step}"
-        redrawn = pictures.draw(1, maps, title)
-        fresh = figure_to_image(attention_figure([maps], chars, title, first_layer=1))
-        assert redrawn.shape == fresh.transpose(1, 2, 0).shape
-        assert (redrawn == fresh.transpose(1, 2, 0)).all(), f"pixels differ at step {step}"
-
-
-def test_histograms_counted_on_the_device_equal_numpys_over_the_same_buckets():
-    import numpy as np
-
-    generator = torch.Generator().manual_seed(0)
-    tensors = {
-        "normal": torch.randn(1000, generator=generator),
-        "constant": torch.ones(7),
-        "wide": torch.randn(50, 3, generator=generator) * 100,
-        "broken": torch.tensor([1.0, float("nan")]),
-    }
-    result = histograms(tensors, bins=10)
-    assert set(result) == {"normal", "constant", "wide"}  # a non-finite tensor is left out
-    for name, h in result.items():
-        values = tensors[name].flatten().double().numpy()
-        assert (h.min, h.max, h.num) == (values.min(), values.max(), values.size)
-        assert h.sum == pytest.approx(values.sum(), rel=1e-5, abs=1e-4)
-        assert h.sum_squares == pytest.approx((values**2).sum(), rel=1e-5)
-        edges = np.concatenate(([h.min], h.bucket_limits))
-        expected, _ = np.histogram(values, bins=edges)
-        assert sum(h.bucket_counts) == values.size
-        assert np.abs(np.array(h.bucket_counts) - expected).max() <= 1  # float32 edges
-
-
-@pytest.mark.parametrize("n_tokens", [7, 40, 61])
-def test_exact_loss_with_stride_1_equals_scoring_each_position_with_its_full_left_context(n_tokens):
-    model = small_model("learned")
-    tokens = torch.randint(0, 65, (n_tokens,), generator=torch.Generator().manual_seed(n_tokens))
-    losses = []
-    with torch.no_grad():
-        for i in range(1, n_tokens):  # brute force: one position at a time
-            context = tokens[max(0, i - BLOCK) : i]
-            logits = model(context[None])[0][0, -1]
-            losses.append(F.cross_entropy(logits[None], tokens[i : i + 1]).item())
-    nats, count = exact_loss(model, tokens, stride=1, batch_size=5)
-    assert count == n_tokens - 1
-    assert nats == pytest.approx(sum(losses) / len(losses), abs=1e-5)
-
-
-@pytest.mark.parametrize("n_tokens, block_size, stride", [(200, 16, 8), (201, 16, 5), (9, 16, 8)])
-def test_window_plan_scores_every_character_once_with_at_least_half_a_block_of_context(
-    n_tokens, block_size, stride
-):
-    T = min(block_size, n_tokens - 1)
-    scored = [
-        (start + j + 1, j + 1)  # (the token scored, its context length)
-        for start, first in window_plan(n_tokens, block_size, stride)
-        for j in range(first, T)
-    ]
-    assert [token for token, _ in scored] == list(range(1, n_tokens))
-    assert all(context >= T // 2 for token, context in scored if token >= T // 2)
-    with pytest.raises(ValueError, match="stride must be between 1 and"):
-        window_plan(n_tokens, block_size, block_size // 2 + 1)
-
-
-# ---- on a trained checkpoint, through the commands -----------------------------------------
+from viz.figures import visible
 
 
 @pytest.fixture(scope="module")

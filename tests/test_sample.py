@@ -12,6 +12,7 @@ from helpers import ROOT, tiny_gpt_config
 from torch.nn import functional as F
 
 import sample
+from checkpoint import load_model
 from model import GPT, generate, sample_next_token
 from model.generate import Stepper, window_start
 from model.graphed import StaticStep
@@ -260,3 +261,23 @@ def test_a_reader_that_goes_away_is_a_quiet_exit(tiny_run, stream):
     process.stdout.close()
     err = process.communicate(timeout=120)[1].decode()
     assert process.returncode in (0, 1) and err == "", err
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("suffix", [".txt", ".svg", ""])
+def test_any_other_suffix_is_one_line(tiny_run, tmp_path, capsys, suffix):
+    code = sample.main(["--ckpt", str(tiny_run), "--attention", str(tmp_path / f"a{suffix}")])
+    err = capsys.readouterr().err
+    assert code == 2 and "suffix chooses" in err and err.count("\n") == 1
+
+
+@pytest.mark.e2e
+def test_explore_refuses_a_prompt_with_characters_the_model_never_saw(tiny_run):
+    from infra.errors import ConfigError
+    from viz import explore
+
+    model, tokenizer = load_model(tiny_run)
+    with pytest.raises(ConfigError, match="never saw"):
+        explore(model, tokenizer, "ROMEO: ☃")
+    explorer = explore(model, tokenizer, "ROMEO:", max_new_tokens=5)
+    assert explorer.text.startswith("ROMEO:") and len(explorer.text) == 11

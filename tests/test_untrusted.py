@@ -1,5 +1,6 @@
 """Nothing from outside can touch a user's files: a checkpoint is data, never a command. Real
-checkpoint files, altered as someone else's could be, given to the real scripts."""
+checkpoint files, altered as someone else's could be, given to the real scripts; prepared data
+keyed by what it is (run directories: tests/test_run_dir.py)."""
 
 from __future__ import annotations
 
@@ -85,120 +86,6 @@ def test_a_malformed_checkpoint_is_one_line_and_exit_1(
     )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
-
-
-# ---- run directories: no link followed, no user file overwritten, no run lost ---------------
-
-
-@pytest.mark.e2e
-def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(
-    tiny_argv, tmp_path, capsys
-):
-    target = tmp_path / "precious.txt"
-    target.write_text("keep me")
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / ".lock").symlink_to(target)
-    assert train.main(tiny_argv("--max_iters", "5")) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and ".lock is a link" in err
-    assert target.read_text() == "keep me"
-
-
-@pytest.mark.e2e
-def test_overwrite_never_deletes_through_a_linked_folder(tiny_argv, tmp_path, capsys):
-    assert train.main(tiny_argv("--max_iters", "5", "--eval_interval", "5")) == 0
-    data = tmp_path / "my_data"
-    data.mkdir()
-    (data / "table.tsv").write_text("the user's table")
-    run = tmp_path / "run"
-    (run / "projector").mkdir(exist_ok=True)
-    for path in (run / "projector").iterdir():
-        path.unlink()
-    (run / "projector").rmdir()
-    (run / "projector").symlink_to(data)
-    capsys.readouterr()
-    assert train.main(tiny_argv("--max_iters", "5", "--overwrite")) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "projector is a link" in err
-    assert (data / "table.tsv").read_text() == "the user's table"
-
-
-def test_a_checkpoint_path_that_is_a_link_is_never_written_through(tmp_path):
-    from infra.errors import LinkError
-    from infra.files import write_atomic
-
-    elsewhere = tmp_path / "elsewhere.pt"
-    elsewhere.write_bytes(b"not the run's")
-    (tmp_path / "last.pt").symlink_to(elsewhere)
-    with pytest.raises(LinkError, match=r"last\.pt is a link"):
-        write_atomic(tmp_path / "last.pt", lambda tmp: tmp.write_bytes(b"new"))
-    assert elsewhere.read_bytes() == b"not the run's"
-    # a link planted under the temporary's name is removed, not followed
-    planted = tmp_path / "planted.txt"
-    planted.write_text("mine")
-    (tmp_path / f".new.pt.{os.getpid()}.tmp").symlink_to(planted)
-    write_atomic(tmp_path / "new.pt", lambda tmp: tmp.write_bytes(b"new"))
-    assert planted.read_text() == "mine" and (tmp_path / "new.pt").read_bytes() == b"new"
-
-
-@pytest.mark.e2e
-def test_a_config_yaml_of_the_users_is_never_overwritten(tiny_argv, tiny_run, tmp_path, capsys):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.yaml").write_text("my: own settings\n")
-    assert train.main(tiny_argv("--max_iters", "5")) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not one train.py wrote" in err
-    assert (run / "config.yaml").read_text() == "my: own settings\n"
-    # nor by a resume into a directory of the user's
-    assert train.main(tiny_argv("--resume", str(tiny_run), "--out_dir", str(run))) == 1
-    assert (run / "config.yaml").read_text() == "my: own settings\n"
-
-
-@pytest.mark.e2e
-def test_an_overwrite_whose_new_run_fails_before_a_checkpoint_gives_the_old_run_back(
-    tiny_argv, tmp_path, monkeypatch, capsys
-):
-    from training.trainer import Trainer
-
-    assert train.main(tiny_argv("--max_iters", "10", "--eval_interval", "5")) == 0
-    run = tmp_path / "run"
-    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
-
-    def out_of_memory(self, batches):
-        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
-
-    monkeypatch.setattr(Trainer, "train_step", out_of_memory)
-    capsys.readouterr()
-    assert train.main(tiny_argv("--max_iters", "10", "--overwrite", "--seed", "9")) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "out of cpu memory at iteration 0" in err
-    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    assert {k: v for k, v in after.items() if k.name != ".lock"} == {
-        k: v for k, v in before.items() if k.name != ".lock"
-    }  # every file of the old run, as it was; nothing of the new one
-
-
-@pytest.mark.e2e
-def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(
-    tiny_argv, tmp_path
-):
-    from test_train import start_training
-
-    assert train.main(tiny_argv("--max_iters", "10", "--eval_interval", "5")) == 0
-    run = tmp_path / "run"
-    before = (run / "last.pt").read_bytes()
-    argv = tiny_argv("--max_iters", "100000", "--eval_interval", "100000", "--log_interval", "5",
-                     "--overwrite")  # fmt: skip
-    process = start_training(argv)  # past iteration 5: the old run is set aside
-    assert not (run / "last.pt").exists()
-    process.kill()  # SIGKILL: nothing of the process's own cleanup runs
-    process.communicate(timeout=60)
-    result = run_process([sys.executable, "train.py", *tiny_argv("--max_iters", "10")])
-    assert result.returncode == 1 and "already holds a run" in result.stderr
-    assert "restored the run an --overwrite set aside" in result.stdout
-    assert (run / "last.pt").read_bytes() == before
 
 
 # ---- prepared data: keyed by what it is, prepared once at a time, never into a user's folder
