@@ -247,7 +247,6 @@ def test_an_overwrite_whose_new_run_fails_before_a_checkpoint_gives_the_old_run_
 def test_an_overwrite_killed_before_its_first_checkpoint_is_undone_at_the_next_start(
     tiny_argv, tmp_path
 ):
-
     assert train.main(tiny_argv("--max_iters", "10", "--eval_interval", "5")) == 0
     run = tmp_path / "run"
     before = (run / "last.pt").read_bytes()
