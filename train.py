@@ -118,6 +118,7 @@ def loop(trainer: Trainer) -> None:
                 if trainer.iter_num >= config.max_iters:
                     break
                 loss, grad_norm = trainer.train_step(trainer.train_batches)
+                console.update_bar(1)
                 if trainer.due(config.log_interval):
                     report = agree_at_log_point(loss, grad_norm, signals.signum, trainer.runtime)
                     check_finite(report, trainer.iter_num, not trainer.scaler.is_enabled())

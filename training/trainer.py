@@ -163,7 +163,6 @@ class Trainer:
         self.scaler.update()
         self.iter_num += 1
         self._tokens_since_log += self.tokens_per_iter
-        self.console.update_bar(1)
         return mean_loss, grad_norm
 
     # ---- state ----------------------------------------------------------------------------------
