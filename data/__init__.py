@@ -2,13 +2,12 @@
 
 from data.batching import get_batch
 from data.corpus import DATASETS, PreparedData, load_dataset
-from data.tokenizer import CharTokenizer, UnknownCharacterError
+from data.tokenizer import CharTokenizer
 
 __all__ = [
     "DATASETS",
     "CharTokenizer",
     "PreparedData",
-    "UnknownCharacterError",
     "get_batch",
     "load_dataset",
 ]

@@ -11,10 +11,6 @@ from infra.errors import DataError
 
 
 
-class UnknownCharacterError(DataError):
-    """Text holds characters the vocabulary does not have."""
-
-
 class CharTokenizer:
     def __init__(self, chars: Sequence[str]) -> None:
         if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
@@ -42,7 +38,7 @@ class CharTokenizer:
         if unknown:
             shown = ", ".join(repr(c) for c in unknown[:10])
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            raise UnknownCharacterError(
+            raise DataError(
                 f"{'character' if len(unknown) == 1 else 'characters'} {shown}{more} "
                 f"not in the vocabulary of {self.vocab_size} characters"
             )

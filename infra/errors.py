@@ -45,12 +45,9 @@ class DeviceError(UserError):
 
 
 class RunDirError(UserError):
-    """A run directory that cannot be used: a file, not creatable, or held by a live run."""
-
-
-class LinkError(RunDirError):
-    """A symbolic link where a run's or the data's own file or folder should be: the project
-    never writes, reads or deletes through one, so nothing outside those folders is touched."""
+    """A run directory that cannot be used: a file, not creatable, held by a live run, or holding
+    a symbolic link where a run's or the data's own file or folder should be (the project never
+    writes, reads or deletes through one, so nothing outside those folders is touched)."""
 
 
 def _silence_stdout() -> None:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from infra.errors import LinkError, RunDirError
+from infra.errors import RunDirError
 
 try:
     import fcntl  # POSIX: Linux, macOS
@@ -30,9 +30,9 @@ def _fsync(path: Path) -> None:
 
 
 def refuse_link(path: Path) -> None:
-    """A LinkError where path is a symbolic link (a missing path is fine)."""
+    """A RunDirError where path is a symbolic link (a missing path is fine)."""
     if path.is_symlink():
-        raise LinkError(
+        raise RunDirError(
             f"{path} is a link (to {os.readlink(path)}); the project writes and deletes only its "
             "own files, never through a link: remove the link, or give another directory"
         )
@@ -41,7 +41,7 @@ def refuse_link(path: Path) -> None:
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path:
     a reader, or a crash, sees the old file or the new one, never part of one. Used for prepared
-    data, checkpoints and saved configs. A link at path is refused (LinkError), and the
+    data, checkpoints and saved configs. A link at path is refused (RunDirError), and the
     temporary file is made anew, so that no link planted under its name is followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     refuse_link(path)

@@ -188,13 +188,13 @@ def test_overwrite_never_deletes_through_a_linked_folder(tiny_argv, tmp_path, ca
 
 
 def test_a_checkpoint_path_that_is_a_link_is_never_written_through(tmp_path):
-    from infra.errors import LinkError
+    from infra.errors import RunDirError
     from infra.files import write_atomic
 
     elsewhere = tmp_path / "elsewhere.pt"
     elsewhere.write_bytes(b"not the run's")
     (tmp_path / "last.pt").symlink_to(elsewhere)
-    with pytest.raises(LinkError, match=r"last\.pt is a link"):
+    with pytest.raises(RunDirError, match=r"last\.pt is a link"):
         write_atomic(tmp_path / "last.pt", lambda tmp: tmp.write_bytes(b"new"))
     assert elsewhere.read_bytes() == b"not the run's"
     # a link planted under the temporary's name is removed, not followed

@@ -1,7 +1,7 @@
 """Everything that several processes under torchrun do together, in one place: the process
 group's life (`runtime_for`), the log point where every rank agrees on the loss and on stopping
 (`agree_at_log_point`), a decision rank 0 takes for all (`decided_by_rank0`), every rank's random
-streams for a checkpoint (`all_rng_states`), and what a silent peer looks like (`PeersLost`).
+streams for a checkpoint (`all_rng_states`), and what a silent peer looks like.
 Without torchrun each of these is the one process's own work, with no collective."""
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ PEERS_LOST = ("Timed out", "timed out", "timeout", "Connection closed", "Connect
 
 def lost_peers(error: RuntimeError) -> bool:
     return isinstance(error, dist.DistError) or any(words in str(error) for words in PEERS_LOST)
-
-
-class PeersLost(UserError):
-    """Under torchrun, the other processes did not answer within the process group's timeout."""
 
 
 class CoordinatedStop(Exception):
@@ -55,7 +51,7 @@ def runtime_for(
         if not runtime.distributed or not lost_peers(e):
             raise
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise PeersLost(
+        raise UserError(  # the other processes did not answer within dist_timeout
             f"the other processes stopped answering (waited up to {timeout:g} s, dist_timeout; "
             f"{reason}); the last checkpoint is whole: resume the job from it"
         ) from None

@@ -48,7 +48,7 @@ def _previous_run_files(out_dir: Path) -> list[Path]:
 
 
 def check_run_dir_entries(out_dir: Path) -> None:
-    """Refuse a run directory where a file or folder of a run is a link (LinkError: nothing is
+    """Refuse a run directory where a file or folder of a run is a link (nothing is
     written or deleted through one), or where a config.yaml that train.py did not write sits
     without a run (a user's own file is never overwritten)."""
     for name in (*RUN_FILES, PROJECTOR_DIR, PROJECTOR_CONFIG, *RUN_NAMES, SET_ASIDE):
