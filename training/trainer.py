@@ -1,5 +1,6 @@
-"""The trainer: the training state (model, optimizer, scaler, iteration, best loss, RNG) in one
-object that saves and restores itself, and the loop that advances it."""
+"""The trainer: the training state (model, optimizers, scaler, iteration, best loss, random
+streams) in one object that saves and restores itself, and the step that advances it. The loop
+that calls it is train.py's."""
 
 from __future__ import annotations
 
@@ -243,7 +244,7 @@ class Trainer:
             self.after_first_checkpoint()
             self.after_first_checkpoint = None
 
-    # ---- the loop -------------------------------------------------------------------------------
+    # ---- what train.py's loop asks: is an interval due, the clock, the loss estimates --------
 
     def due(self, interval: int) -> bool:
         """Whether this iteration is one of every `interval` (the last one always is)."""
