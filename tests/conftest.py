@@ -20,8 +20,8 @@ from helpers import flags
 
 from data import PreparedData, load_dataset
 from data.corpus import SHAKESPEARE_CACHE
-from training.command_line import read_yaml
-from training.config import TrainConfig, build_config
+from training.command_line import build_config, read_yaml
+from training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ import train
 from infra.device import COMPILE_REPAID_AFTER, decide_compile
 from infra.errors import ConfigError
 from model import GPTConfig
-from training.command_line import CONFIG_DIR, load_config
-from training.config import ARCHITECTURE_KEYS, KEYS, TrainConfig, config_for_resume
+from training.command_line import CONFIG_DIR, config_for_resume, load_config
+from training.config import ARCHITECTURE_KEYS, KEYS, TrainConfig
 from training.optim import lr_multiplier
 from training.trainer import run_work
 

@@ -2,21 +2,18 @@
 
 `TrainConfig` inherits `GPTConfig`: its model keys (n_layer, n_embd, pos_embedding, ...) are the
 model config's own fields, with the model's defaults, help and checks; the keys below are
-training's. Keys are flat and use nanoGPT's names. Every mistake (an unknown key, a wrong type,
-malformed YAML, an impossible value) is a ConfigError whose one-line message names the key, raised
-before any work starts.
+training's. Keys are flat and use nanoGPT's names. An impossible value is a ConfigError whose
+one-line message names the key, raised before any work starts; reading values from a file, the
+command line or a checkpoint is training/command_line.py's.
 """
 
 from __future__ import annotations
 
-import shlex
-import typing
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from data import DATASETS
-from infra.cli import check_choices, did_you_mean, option, parse_value
+from infra.cli import check_choices, option
 from infra.device import DEFAULT_DIST_TIMEOUT, DTYPE_NAMES, is_device_name
 from infra.errors import ConfigError
 from model import GPTConfig
@@ -202,74 +199,3 @@ DATA_PATH_KEYS = ("data_path", "data_dir")
 # The optimizers' state in a checkpoint is for the optimizer it was made with.
 FIXED_ON_RESUME = (*ARCHITECTURE_KEYS, "optimizer")
 KEYS = {f.name: f for f in fields(TrainConfig) if f.name != "vocab_size"}
-_TYPES = typing.get_type_hints(TrainConfig)
-
-
-def coerce(key: Any, value: Any, source: str) -> Any:
-    """value (from YAML, or a command-line string) as the type of `key`, or a ConfigError."""
-    if not isinstance(key, str):  # YAML reads `1: 2` as the number 1
-        raise ConfigError(f"{source}: unknown key {key!r}: keys are names, like n_layer")
-    if key not in KEYS:
-        raise ConfigError(f"{source}: unknown key {key!r}{did_you_mean(key, KEYS)}")
-    return parse_value(key, _TYPES[key], value, source)
-
-
-def build_config(values: dict[str, Any], source: str) -> TrainConfig:
-    """A TrainConfig from defaults updated with raw values (from YAML or a checkpoint), each
-    coerced to its key's type once, here."""
-    return checked_config(
-        {key: coerce(key, value, source) for key, value in values.items()}, source
-    )
-
-
-def checked_config(typed: dict[str, Any], source: str) -> TrainConfig:
-    """A TrainConfig from values already of their keys' types (a config file's, read by
-    read_config_file, and the command line's, converted by its parser), checked by
-    TrainConfig itself."""
-    try:
-        return TrainConfig(**typed)
-    except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from None
-
-
-def config_for_resume(
-    saved: dict[str, Any], cli_values: dict[str, Any], run_dir: Path
-) -> tuple[TrainConfig, list[str]]:
-    """The configuration of a resumed run: the checkpoint's own, with the command line on top,
-    and notes for the user on what the resume keeps. The run stays in the directory it was
-    resumed from unless --out_dir says otherwise.
-
-    A longer (or shorter) max_iters keeps the learning-rate schedule that was running: its
-    decay still ends where it did (lr_decay_iters is pinned to the old end), unless the command
-    line sets lr_decay_iters itself. Stretching the schedule would jump the rate of a finished
-    run from min_lr back up towards its peak."""
-    for key in FIXED_ON_RESUME:
-        if key in cli_values and cli_values[key] != saved.get(key):
-            raise ConfigError(
-                f"command line: {key} cannot change when resuming (the checkpoint has "
-                f"{saved.get(key)!r}, the command line asks for {cli_values[key]!r})"
-            )
-    known = {key: value for key, value in saved.items() if key in KEYS}
-    for key in DATA_PATH_KEYS:  # never followed from a checkpoint: the user names them
-        named = known.pop(key, "")
-        if named and key not in cli_values:
-            raise ConfigError(
-                f"command line: the run read its data with {key} {str(named)!r}; a resume takes "
-                f"paths only from you: add --{key} {shlex.quote(str(named))}"
-            )
-    values = {**known, "out_dir": str(run_dir), **cli_values}
-    notes = []
-    old_iters, new_iters = known.get("max_iters"), cli_values.get("max_iters")
-    if (
-        new_iters is not None
-        and new_iters != old_iters
-        and "lr_decay_iters" not in cli_values
-        and known.get("lr_decay_iters") is None
-    ):
-        values["lr_decay_iters"] = old_iters
-        notes.append(
-            f"note: max_iters {old_iters} -> {new_iters} keeps the learning-rate schedule that "
-            f"was running: its decay still ends at iteration {old_iters} (then min_lr "
-            f"{known.get('min_lr')}); give --lr_decay_iters N to change that"
-        )
-    return build_config(values, "checkpoint config with the command line"), notes

@@ -24,8 +24,8 @@ from checkpoint import (
 from infra.device import Runtime, launched_by_torchrun
 from infra.errors import CheckpointError, RunDirError, UserError
 from infra.files import RunLock, SetAside, make_run_dir, refuse_link
-from training.command_line import TrainArgs
-from training.config import DATA_PATH_KEYS, TrainConfig, config_for_resume
+from training.command_line import TrainArgs, config_for_resume
+from training.config import DATA_PATH_KEYS, TrainConfig
 from training.distributed import decided_by_rank0
 from training.logger import PROJECTOR_CONFIG, PROJECTOR_DIR, RUN_NAMES, tensorboard_files
 
