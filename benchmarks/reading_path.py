@@ -90,7 +90,7 @@ def load_config(argv: list[str]):
 
 
 def run_loop(trainer) -> None:
-    import train
+    import train  # imported before any tracing: an import is not a step of the work
 
     if hasattr(train, "loop"):
         train.loop(trainer)
@@ -100,6 +100,7 @@ def run_loop(trainer) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_into(PathOptions, argv, __doc__.split("\n")[0])
+    import train
     from training.trainer import Trainer
 
     data_flags = ["--data_path", options.data_path] if options.data_path else []
@@ -132,8 +133,6 @@ def main(argv: list[str] | None = None) -> None:
         with traced() as stays:
             generate(trainer.model, prompt, 1)
         report("one sampled character (model.generate, KV cache)", stays)
-
-        import train
 
         walk = [*base, "--max_iters", "1", "--warmup_iters", "0", "--out_dir", f"{out}/walk"]
         with traced(stop_at="train_step") as stays:
