@@ -100,7 +100,7 @@ def run_loop(trainer) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_into(PathOptions, argv, __doc__.split("\n")[0])
-    import train
+    import train  # before any tracing: its own imports are no step of the work
     from training.trainer import Trainer
 
     data_flags = ["--data_path", options.data_path] if options.data_path else []
