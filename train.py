@@ -149,10 +149,8 @@ def evaluate(trainer: Trainer) -> None:
         logger.flush()
         return
     if cfg.sample_chars and rt.is_main:
-        tokenizer = trainer.data.tokenizer
-        logger.text(
-            "sample", sample_text(trainer.model, tokenizer, cfg.sample_chars, cfg.seed, rt), step
-        )
+        text = sample_text(trainer.model, trainer.data.tokenizer, cfg.sample_chars, cfg.seed, rt)
+        logger.text("sample", text, step)
     # the previous evaluation's writes end before this one's start: at most one in memory
     trainer.background.wait()
     if cfg.inspect and logger.active:
