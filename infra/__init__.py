@@ -1,4 +1,4 @@
-"""The bottom layer, which imports nothing else of the project: what a user's mistake is and how
+"""The bottom layer, which imports nothing else of the project: every error a user can see and how
 every script reports it (`infra.errors`), files written atomically, a run directory's lock and
 links refused (`infra.files`), one command-line style (`infra.cli`), the device, precision and
 compile policy for training and for inference (`infra.device`), work done beside training

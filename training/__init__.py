@@ -1,5 +1,6 @@
-"""Training, above `model/`, `data/` and `checkpoint/`: the training config (`config`), the trainer
-that saves and restores its own state (`trainer`), the optimizers and the learning-rate schedule
-(`optim`), loss estimates and views inside the model (`evaluation`), TensorBoard and the console
-(`logger`, `console`), random streams (`rng`), stopping every rank together (`stopping`), MFU
-(`mfu`), and the flow of `python train.py` (`run`)."""
+"""The pieces `train.py` calls, above `model/`, `data/`, `checkpoint/` and `viz/`: the config
+(`config`) and how it is read (`command_line`), the trainer, whose state saves and restores itself
+and whose step trains (`trainer`), the optimizers and the learning-rate schedule (`optim`), loss
+estimates and the sample (`evaluation`), which run a directory belongs to (`rundir`), several
+processes (`distributed`), signals and a non-finite loss (`stopping`), TensorBoard and the console
+(`logger`, `console`), random streams (`rng`) and MFU (`mfu`)."""
