@@ -208,13 +208,19 @@ def test_more_config_mistakes_are_one_line_and_exit_2(tmp_path, capsys, yaml_tex
     assert err.count("\n") == 1 and message in err, err
 
 
-@pytest.mark.e2e
-def test_a_path_with_dollars_is_text_in_the_attention_picture(tiny_run, tmp_path):
-    odd = tmp_path / "run $x^{2}$ and $$"
+def run_named(name: str, tiny_run, tmp_path) -> str:
+    """A copy of tiny_run's checkpoint in a run directory of that name, for sample.py."""
+    odd = tmp_path / name
     odd.mkdir()
     (odd / "last.pt").write_bytes((tiny_run / "last.pt").read_bytes())
+    return str(odd)
+
+
+@pytest.mark.e2e
+def test_a_path_with_dollars_is_text_in_the_attention_picture(tiny_run, tmp_path):
+    odd = run_named("run $x^{2}$ and $$", tiny_run, tmp_path)
     png = tmp_path / "a.png"
-    argv = ["--ckpt", str(odd), "--prompt", "ROMEO:", "--max_new_tokens", "0"]
+    argv = ["--ckpt", odd, "--prompt", "ROMEO:", "--max_new_tokens", "0"]
     assert sample.main([*argv, "--attention", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -261,11 +267,9 @@ def test_a_path_holding_the_pages_markers_stays_text_in_the_explorer(tiny_run, t
     import json
     import re
 
-    odd = tmp_path / "__DATA__ __TITLE__ <b>"
-    odd.mkdir()
-    (odd / "last.pt").write_bytes((tiny_run / "last.pt").read_bytes())
+    odd = run_named("__DATA__ __TITLE__ <b>", tiny_run, tmp_path)
     page = tmp_path / "page.html"
-    argv = ["--ckpt", str(odd), "--prompt", "ROMEO:", "--max_new_tokens", "5"]
+    argv = ["--ckpt", odd, "--prompt", "ROMEO:", "--max_new_tokens", "5"]
     assert sample.main([*argv, "--attention", str(page)]) == 0
     text = page.read_text(encoding="utf-8")
     title = re.search(r"<title>(.*?)</title>", text).group(1)

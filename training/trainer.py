@@ -112,8 +112,8 @@ class Trainer:
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
             self.resumed_at = self.iter_num
-        self._clock_start = self._fit_start = time.perf_counter()
-        self._fit_start_iter, self._tokens_since_log = self.iter_num, 0
+        self._clock_start = self._loop_start = time.perf_counter()
+        self._loop_start_iter, self._tokens_since_log = self.iter_num, 0
 
     # ---- the step -------------------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class Trainer:
 
     def start_clock(self) -> None:
         """The start of the loop: the time left and tokens/s count from here."""
-        self._fit_start, self._fit_start_iter = time.perf_counter(), self.iter_num
+        self._loop_start, self._loop_start_iter = time.perf_counter(), self.iter_num
         self.restart_clock()
 
     def restart_clock(self) -> None:
@@ -282,8 +282,8 @@ class Trainer:
 
     def time_left(self) -> str:
         """The rest of the run at the pace so far (evaluations included), as tqdm writes it."""
-        done = self.iter_num - self._fit_start_iter
-        elapsed = time.perf_counter() - self._fit_start
+        done = self.iter_num - self._loop_start_iter
+        elapsed = time.perf_counter() - self._loop_start
         return tqdm.format_interval(
             elapsed / max(done, 1) * (self.config.max_iters - self.iter_num)
         )
