@@ -12,8 +12,8 @@ def get_batch(
     generator: torch.Generator,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """batch_size windows of block_size tokens from data (N,) at random offsets, and the same windows
-    shifted by one token as targets: x, y of shape (B, T), y[:, t] == x[:, t + 1]."""
+    """batch_size windows of block_size tokens from data (N,) at random offsets, and the same
+    windows shifted by one token as targets: x, y of shape (B, T), y[:, t] == x[:, t + 1]."""
     n_starts = data.numel() - block_size  # a window needs block_size + 1 tokens
     if n_starts < 1:
         raise ValueError(f"{data.numel()} tokens are too few for windows of {block_size} + 1")

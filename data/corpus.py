@@ -1,8 +1,9 @@
 """Finding the corpus and preparing it: a vocabulary, a 90/10 split, uint16 token arrays.
 
-Tiny Shakespeare (Karpathy's char-rnn corpus) is looked up in this order: a path the user gives, the
-cache `data/shakespeare_char/input.txt`, a download. Every copy is checked against the known size and
-SHA-256. Any other UTF-8 text trains too (dataset "text"); the check is Tiny Shakespeare's alone.
+Tiny Shakespeare (Karpathy's char-rnn corpus) is looked up in this order: a path the user gives,
+the cache `data/shakespeare_char/input.txt`, a download. Every copy is checked against the known
+size and SHA-256. Any other UTF-8 text trains too (dataset "text"); the check is Tiny
+Shakespeare's alone.
 
 The prepared arrays (`train.bin`, `val.bin`: uint16 ids) sit beside a `vocab.json` and a `meta.json`
 that records the SHA-256 of the text they came from and of every prepared file. Each start checks
@@ -26,9 +27,9 @@ import numpy as np
 import torch
 
 from data.tokenizer import CharTokenizer
-from infra.progress import progress
-from infra.files import LOCK_NAME, TEMPORARY_SUFFIX, locked, refuse_link, write_atomic
 from infra.errors import DataError
+from infra.files import LOCK_NAME, TEMPORARY_SUFFIX, locked, refuse_link, write_atomic
+from infra.progress import progress
 
 SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -42,7 +43,8 @@ SHAKESPEARE_CACHE = SHAKESPEARE_DIR / "input.txt"
 
 DATASETS = ("shakespeare_char", "text")
 VAL_FRACTION = 0.1
-PREPARED_FORMAT = 2  # 2: meta.json records every prepared file's SHA-256
+PREPARED_FORMAT = 3  # 3: meta.json says who wrote the folder, and every prepared file's SHA-256
+OWNER = "char-gpt"  # meta.json's "written_by": this project prepared the folder
 
 
 def _nothing(message: str) -> None:
@@ -160,8 +162,10 @@ PREPARED_FILES = ("train.bin", "val.bin", "vocab.json")
 
 def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> dict:
     """Tokenize source into data_dir: train.bin and val.bin (uint16), vocab.json, and meta.json,
-    which records each file's size and SHA-256 so that every later start can check them. It is
-    written last, so a half-finished preparation is never taken for a finished one."""
+    which records each file's size and SHA-256 so that every later start can check them.
+    meta.json is written first as a claim (the folder's files are this project's, whatever
+    stops the work) and last in full, so a half-finished preparation is never taken for a
+    finished one; a preparation that fails removes what it wrote."""
     text = read_text(source)
     if len(text) < 2:
         raise DataError(f"{source} holds {len(text)} characters; a corpus needs at least 2")
@@ -170,20 +174,28 @@ def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> d
     del text
     n_train = int(len(ids) * (1 - VAL_FRACTION))
     data_dir.mkdir(parents=True, exist_ok=True)
-    # memoryview: written from the array itself, without a copy
-    write_atomic(data_dir / "train.bin", lambda p: p.write_bytes(memoryview(ids[:n_train])))
-    write_atomic(data_dir / "val.bin", lambda p: p.write_bytes(memoryview(ids[n_train:])))
-    write_atomic(data_dir / "vocab.json", tokenizer.save)
-    meta = {
-        "format": PREPARED_FORMAT,
-        "source": str(source),
-        "source_sha256": source_sha256 or sha256_of(source),
-        "vocab_size": tokenizer.vocab_size,
-        "train_tokens": n_train,
-        "val_tokens": len(ids) - n_train,
-        "files": {name: sha256_of(data_dir / name) for name in PREPARED_FILES},
-    }
-    write_atomic(data_dir / "meta.json", lambda p: p.write_text(json.dumps(meta, indent=2)))
+    meta_path = data_dir / "meta.json"
+    try:
+        write_atomic(meta_path, lambda p: p.write_text(json.dumps({"written_by": OWNER})))
+        # memoryview: written from the array itself, without a copy
+        write_atomic(data_dir / "train.bin", lambda p: p.write_bytes(memoryview(ids[:n_train])))
+        write_atomic(data_dir / "val.bin", lambda p: p.write_bytes(memoryview(ids[n_train:])))
+        write_atomic(data_dir / "vocab.json", tokenizer.save)
+        meta = {
+            "format": PREPARED_FORMAT,
+            "written_by": OWNER,
+            "source": str(source),
+            "source_sha256": source_sha256 or sha256_of(source),
+            "vocab_size": tokenizer.vocab_size,
+            "train_tokens": n_train,
+            "val_tokens": len(ids) - n_train,
+            "files": {name: sha256_of(data_dir / name) for name in PREPARED_FILES},
+        }
+        write_atomic(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2)))
+    except BaseException:
+        for name in (*PREPARED_FILES, "meta.json"):
+            (data_dir / name).unlink(missing_ok=True)
+        raise
     return meta
 
 
@@ -216,6 +228,14 @@ def check_preparation(data_dir: Path, source_sha256: str) -> str | None:
             return "vocab.json does not have the recorded number of characters"
     except (KeyError, TypeError, ValueError):
         return "meta.json or vocab.json is not what preparation writes"
+    for name in ("train.bin", "val.bin"):  # recorded hashes can be made to fit altered ids
+        ids = np.memmap(data_dir / name, dtype=np.uint16, mode="r")
+        if ids.size and int(ids.max()) >= tokenizer.vocab_size:
+            raise DataError(
+                f"{data_dir / name} holds token id {int(ids.max())}, outside its vocabulary of "
+                f"{tokenizer.vocab_size} characters: delete the folder {data_dir}, and the next "
+                "start prepares it again from the text"
+            )
     return None
 
 
@@ -232,8 +252,21 @@ def default_data_dir(dataset: str, data_path: str | Path | None, sha256: str) ->
 OWN_FILES = {*PREPARED_FILES, "meta.json", "input.txt", LOCK_NAME}
 
 
+def written_here(data_dir: Path) -> bool:
+    """Whether data_dir's meta.json says this project prepared the folder (or has the fields
+    of one it prepared in format 2)."""
+    try:
+        meta = json.loads((data_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and (
+        meta.get("written_by") == OWNER or {"format", "source_sha256", "files"} <= meta.keys()
+    )
+
+
 def check_data_dir(data_dir: Path) -> None:
-    """Refuse a data_dir that holds files this project did not write, or a link in its place."""
+    """Refuse a data_dir that holds files this project did not write, whatever their names, or a
+    link in their place."""
     for name in OWN_FILES:
         refuse_link(data_dir / name)
     if not data_dir.is_dir():
@@ -242,6 +275,8 @@ def check_data_dir(data_dir: Path) -> None:
         p.name for p in data_dir.iterdir()
         if p.name not in OWN_FILES and not p.name.endswith((TEMPORARY_SUFFIX, ".download"))
     )  # fmt: skip
+    if not written_here(data_dir):  # then files of its own names are not its own either
+        foreign += [n for n in (*PREPARED_FILES, "meta.json") if (data_dir / n).exists()]
     if foreign:
         shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
         raise DataError(
@@ -275,7 +310,7 @@ def load_dataset(
 
     def read_ids(name: str) -> torch.Tensor:
         # Copy-on-write: pages are read from the file as needed, and nothing is written back.
-        # Every id is inside the vocabulary: the file is, by its SHA-256, what preparation wrote.
+        # Every id is inside the vocabulary: check_preparation saw to it.
         return torch.from_numpy(np.memmap(data_dir / name, dtype=np.uint16, mode="c"))
 
     # One process at a time checks, prepares and maps the files: others starting on the same

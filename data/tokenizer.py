@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from infra.errors import DataError
 
+from infra.errors import DataError
 
 
 class CharTokenizer:

@@ -154,6 +154,66 @@ def test_a_data_dir_holding_the_users_files_is_refused(tmp_path):
     assert (folder / "vocab.json").read_text() == "my own vocabulary"
 
 
+@pytest.mark.parametrize("name", ["meta.json", "train.bin", "vocab.json"])
+def test_a_file_of_the_projects_own_name_that_it_did_not_write_is_never_overwritten(tmp_path, name):
+    from data import load_dataset
+    from infra.errors import DataError
+
+    text = tmp_path / "text.txt"
+    text.write_text("hello world\n" * 30)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / name).write_text("the user's own, by chance under this name")
+    with pytest.raises(DataError, match=rf"holds files this project did not write \({name}\)"):
+        load_dataset("text", text, folder)
+    assert (folder / name).read_text() == "the user's own, by chance under this name"
+    assert sorted(p.name for p in folder.iterdir()) == [name]
+
+
+def test_a_preparation_stopped_half_way_is_prepared_again(shakespeare, shakespeare_path, tmp_path):
+    """A process killed while preparing leaves meta.json's claim and part of the files: the
+    folder is the project's, and the next start prepares it again."""
+    import json
+
+    from data import load_dataset
+
+    folder = tmp_path / "prepared"
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"written_by": "char-gpt"}))
+    (folder / "train.bin").write_bytes(b"\x01\x00" * 100)
+    said: list[str] = []
+    data = load_dataset("shakespeare_char", shakespeare_path, folder, say=said.append)
+    assert len(said) == 1 and said[0].startswith("preparing")
+    assert torch.equal(data.train, shakespeare.train)
+
+
+@pytest.mark.e2e
+def test_token_ids_beyond_the_vocabulary_are_one_line_even_with_hashes_made_to_fit(
+    shakespeare, shakespeare_path, tmp_path, capsys
+):
+    import hashlib
+    import json
+    import shutil
+
+    folder = tmp_path / "prepared"
+    shutil.copytree(shakespeare.data_dir, folder)
+    ids = bytearray((folder / "val.bin").read_bytes())
+    ids[100:102] = (300).to_bytes(2, "little")  # a token of a 301-character vocabulary
+    (folder / "val.bin").write_bytes(bytes(ids))
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["files"]["val.bin"] = hashlib.sha256(bytes(ids)).hexdigest()
+    (folder / "meta.json").write_text(json.dumps(meta))
+    argv = ["--config", "tiny", "--device", "cpu", "--data_path", str(shakespeare_path),
+            "--data_dir", str(folder), "--out_dir", str(tmp_path / "run")]  # fmt: skip
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        f"{folder / 'val.bin'} holds token id 300" in err and f"delete the folder {folder}" in err
+    )
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A real, nearly full disk: a 64 KB tmpfs (root only)."""
