@@ -1,35 +1,41 @@
-"""What every head attends to: the attention weights of each layer, for any text.
+"""What every head attends to: each layer's queries, keys and values, and its attention weights,
+for any text.
 
-The weights are the model's own, softmax(QKᵀ/√d_k) with the causal mask, computed from the queries
-and keys each layer builds during a normal forward pass: a hook catches each attention layer's
-input (and rotary tables) on the way through, and turns it into weights with the layer's own
-`project`, the queries and keys of the forward pass.
+`attention_inputs` catches each attention layer's input (and rotary tables) on the way through one
+normal forward pass and hands it to the layer's own `project`: the q, k, v that pass makes.
+`attention_maps` turns each layer's q and k into softmax(QKᵀ/√d_k) with the causal mask.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from model.gpt import GPT, causal_softmax
+from model.gpt import GPT, causal_softmax, evaluating
 
 
 @torch.no_grad()
-def attention_maps(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
-    """For idx (B, T): one (B, nh, T, T) tensor of attention weights per layer, in fp32."""
-    maps: list[torch.Tensor] = []
+def attention_inputs(model: GPT, idx: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
+    """For idx (B, T): one (q, k, v) per layer, (B, nh, T, hs) each, as that layer's forward pass
+    makes them (rotary positions turned into q and k where the model uses RoPE). The model runs
+    in eval mode and is put back in the mode it was in."""
+    inputs: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def catch(attn: torch.nn.Module, args: tuple) -> None:
         x, rotary = args[0], args[1] if len(args) > 1 else None
-        q, k, _ = attn.project(x, rotary)
-        maps.append(causal_softmax(q, k).float())
+        inputs.append(attn.project(x, rotary))
 
     hooks = [block.attn.register_forward_pre_hook(catch) for block in model.transformer.h]
-    was_training = model.training
     try:
-        model.eval()
-        model(idx)
+        with evaluating(model):
+            model(idx)
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
-    return maps
+    return inputs
+
+
+@torch.no_grad()
+def attention_maps(model: GPT, idx: Tensor) -> list[Tensor]:
+    """For idx (B, T): one (B, nh, T, T) tensor of attention weights per layer, in fp32."""
+    return [causal_softmax(q, k).float() for q, k, _ in attention_inputs(model, idx)]

@@ -1,6 +1,8 @@
 """notebooks/attention.ipynb, run top to bottom in a real Jupyter kernel as a learner's Run All
-would, on a run the suite trained; then its two explorers, as a notebook page shows them side by
-side, in a real browser: each works and leaves the other alone."""
+would, on a run the suite trained: what it prints at each step of the story (the values, √d_k,
+several heads, the formula against every layer of the run), a picture per layer and a sentence per
+head; then its two explorers, as a notebook page shows them side by side, in a real browser: each
+works and leaves the other alone."""
 
 from __future__ import annotations
 
@@ -49,12 +51,65 @@ def outputs(notebook, kind: str) -> list:
     return found
 
 
-def test_the_notebook_runs_top_to_bottom_and_checks_the_models_attention(executed):
+@pytest.fixture(scope="module")
+def run_config(tiny_run):
+    from checkpoint import load_model
+
+    return load_model(tiny_run)[0].config
+
+
+def test_the_notebook_runs_top_to_bottom_from_an_average_to_one_head(executed):
     printed = "".join(outputs(executed, "stream"))
     assert "the same as the loop: True" in printed
     assert "the same weights: True | the same average: True" in printed
-    assert "layer 0 is the formula: True" in printed
-    assert len(outputs(executed, "image/png")) == 1  # the last layer's picture
+    assert "out[t] is the weighted sum of the values: True" in printed  # weights @ v
+
+
+def test_the_notebook_measures_that_dividing_by_the_root_of_d_k_keeps_the_scores_variance_1(
+    executed,
+):
+    printed = "".join(outputs(executed, "stream"))
+    measured = re.findall(
+        r"d_k = +(\d+): variance of q·k +([\d.]+), of q·k / √d_k ([\d.]+)", printed
+    )
+    assert [int(d_k) for d_k, _, _ in measured] == [8, 64, 512]
+    for d_k, undivided, divided in measured:
+        assert float(undivided) == pytest.approx(int(d_k), rel=0.1)  # var(q·k) ≈ d_k
+        assert float(divided) == pytest.approx(1.0, abs=0.1)
+        assert float(undivided) > float(divided)
+    largest = re.search(
+        r"largest weight, on average: ([\d.]+) undivided, ([\d.]+) divided", printed
+    )
+    assert float(largest[1]) > 0.8 > float(largest[2])  # undivided: nearly one-hot
+
+
+def test_the_notebook_computes_several_heads_one_at_a_time_and_batched_alike(executed):
+    printed = "".join(outputs(executed, "stream"))
+    assert "the heads one at a time and all at once agree: True" in printed
+
+
+def test_the_notebook_checks_the_formula_and_draws_a_picture_for_every_layer(executed, run_config):
+    printed = "".join(outputs(executed, "stream"))
+    checked = re.findall(r"layer (\d+) is the formula: (\w+)", printed)
+    assert checked == [(str(layer), "True") for layer in range(run_config.n_layer)]
+    assert len(outputs(executed, "image/png")) == run_config.n_layer  # one picture per layer
+
+
+def test_the_notebook_says_what_each_head_of_the_run_reads_most(executed, run_config):
+    printed = "".join(outputs(executed, "stream"))
+    sentences = re.findall(
+        r"^layer (\d+), head (\d+) (?:mostly reads|gives the most to) (.+?): "
+        r"([\d.]+) of its weight on average\n    (.+)$",
+        printed,
+        re.MULTILINE,
+    )
+    heads = [(int(layer), int(head)) for layer, head, *_ in sentences]
+    n_layer, n_head = run_config.n_layer, run_config.n_head
+    assert heads == [(layer, head) for layer in range(n_layer) for head in range(n_head)]
+    for _, _, most, weight, details in sentences:
+        shares = {name: float(w) for name, w in re.findall(r"([a-z ]+?) ([\d.]+)(?:, |$)", details)}
+        assert len(shares) == 4 and all(0.0 <= w <= 1.0 for w in shares.values())
+        assert shares[most] == float(weight) == max(shares.values())  # names the largest
 
 
 def test_the_notebooks_explorers_are_inline_each_with_an_id_of_its_own(executed):

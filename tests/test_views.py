@@ -12,11 +12,12 @@ import torch
 from helpers import tiny_gpt_config
 from torch.nn import functional as F
 
+from data import CharTokenizer
 from model import GPT
-from model.attention_maps import attention_maps
+from model.attention_maps import attention_inputs, attention_maps
 from model.gpt import causal_softmax
 from model.scoring import exact_loss, window_plan
-from viz.figures import AttentionPictures, attention_figure, visible
+from viz.figures import AttentionPictures, attention_figure
 from viz.inspection import histograms
 
 BLOCK = 16
@@ -85,10 +86,56 @@ def test_attention_maps_are_the_formula_from_each_layers_weights(pos_embedding):
         assert (maps[layer] - plain_average).abs().max() > 0.2  # a test that could tell
 
 
+def split_into_heads_by_hand(z: torch.Tensor, n_head: int) -> torch.Tensor:
+    """(B, T, C) -> (B, nh, T, hs): head h is channels h*hs .. (h+1)*hs - 1, one slice at a time."""
+    hs = z.size(-1) // n_head
+    return torch.stack([z[..., h * hs : (h + 1) * hs] for h in range(n_head)], dim=1)
+
+
+def turned_by_hand(z: torch.Tensor) -> torch.Tensor:
+    """Rotary positions on (B, nh, T, hs): channel pair (i, i + hs/2) at position p as the complex
+    number z_i + i z_(i+hs/2), multiplied by exp(i p 10000^(-2i/hs)) (RoFormer)."""
+    T, hs = z.size(-2), z.size(-1)
+    theta = 10000.0 ** (-torch.arange(0, hs, 2).double() / hs)
+    turn = torch.exp(1j * torch.arange(T).double()[:, None] * theta)  # (T, hs/2)
+    c = torch.complex(z[..., : hs // 2].double(), z[..., hs // 2 :].double()) * turn
+    return torch.cat((c.real, c.imag), dim=-1).float()
+
+
+@pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
+def test_attention_inputs_are_each_layers_c_attn_applied_by_hand_to_ln_1_of_its_input(
+    pos_embedding,
+):
+    # dropout on and the model training: the q, k, v must still be those of an eval-mode pass
+    model = small_model(pos_embedding, dropout=0.5).train()
+    idx = torch.randint(0, 65, (2, BLOCK))
+    inputs = attention_inputs(model, idx)
+    assert model.training  # put back in the mode it was in
+    assert len(inputs) == model.config.n_layer
+
+    model.eval()
+    C, nh, rope = model.config.n_embd, model.config.n_head, pos_embedding == "rope"
+    rotary = (model.rope_cos[:BLOCK], model.rope_sin[:BLOCK]) if rope else None
+    with torch.no_grad():
+        x = model.transformer.wte.weight[idx]  # (B, T, C): layer 0's input
+        if not rope:
+            x = x + model.transformer.wpe.weight[:BLOCK]
+        for layer, block in enumerate(model.transformer.h):
+            h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias)
+            qkv = h @ block.attn.c_attn.weight.T + block.attn.c_attn.bias  # (B, T, 3C)
+            q, k, v = (split_into_heads_by_hand(part, nh) for part in qkv.split(C, dim=-1))
+            if rope:
+                q, k = turned_by_hand(q), turned_by_hand(k)
+            for got, expected in zip(inputs[layer], (q, k, v), strict=True):
+                assert got.shape == (2, nh, BLOCK, C // nh) and not got.requires_grad
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+            x = block(x, rotary)  # the next layer's input
+
+
 def test_tensorboards_picture_of_each_layer_is_titled_with_that_layers_number():
     model = small_model("learned", n_layer=3)
     idx = torch.tensor([list(range(10))])
-    pictures = AttentionPictures([visible(chr(65 + i)) for i in range(10)])
+    pictures = AttentionPictures(list(range(10)), CharTokenizer([chr(65 + i) for i in range(10)]))
     for layer, maps in enumerate(attention_maps(model, idx)):
         pictures.draw(layer, maps[0], f"layer {layer}")
         figure = pictures.layers[layer][0]
@@ -101,8 +148,10 @@ def test_a_redrawn_attention_picture_has_the_pixels_of_one_drawn_afresh():
     drawing: they must equal, pixel for pixel, a figure drawn from nothing."""
     from torch.utils.tensorboard._utils import figure_to_image
 
-    chars = list("To be, or not")
-    pictures = AttentionPictures(chars)
+    text = "To be, or not"
+    tokenizer = CharTokenizer.from_text(text)
+    pictures = AttentionPictures(tokenizer.encode(text), tokenizer)
+    chars = list(text)
     generator = torch.Generator().manual_seed(0)
     for step in (1, 2, 3):
         maps = torch.rand(2, len(chars), len(chars), generator=generator).tril()

@@ -13,6 +13,8 @@ import torch
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from data import CharTokenizer
+
 VISIBLE = {"\n": "\\n", " ": "␣", "\t": "\\t"}
 
 
@@ -69,15 +71,16 @@ def attention_figure(
 
 
 class AttentionPictures:
-    """One layer's attention maps over a fixed probe text as a picture, redrawn at every
-    evaluation for TensorBoard. Only the weights and the title change between evaluations, so
-    each layer's figure is laid out and drawn once, and every later picture draws the new
-    weights and title over that saved drawing (matplotlib's blitting): a few milliseconds
-    instead of a second spent on the hundreds of character labels. The pixels are those of a
-    figure drawn afresh (tests/test_inspect.py)."""
+    """One layer's attention maps over a fixed probe text (token `ids` of `tokenizer`) as a
+    picture, redrawn at every evaluation for TensorBoard. Only the weights and the title change
+    between evaluations, so each layer's figure is laid out and drawn once, and every later
+    picture draws the new weights and title over that saved drawing (matplotlib's blitting): a
+    few milliseconds instead of a second spent on the hundreds of character labels. The pixels
+    are those of a figure drawn afresh (tests/test_inspect.py)."""
 
-    def __init__(self, chars: Sequence[str]) -> None:
-        self.chars = list(chars)
+    def __init__(self, ids: Sequence[int], tokenizer: CharTokenizer) -> None:
+        self.ids, self.tokenizer = list(ids), tokenizer
+        self.chars = [tokenizer.chars[i] for i in ids]
         self.layers: dict[int, tuple] = {}
 
     def draw(self, layer: int, maps: torch.Tensor, title: str) -> np.ndarray:
