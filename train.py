@@ -1,8 +1,12 @@
-"""Train a character-level GPT: `python train.py --config small.yaml` (see --help).
+"""Train a character-level GPT: `python train.py --config small.yaml` (see --help), or from Python:
+
+    from train import train
+    run = train("small.yaml", max_iters=300, hooks=[print])
 
 The whole run, top to bottom: set-up (the config, the run directory, the data, the model and
-optimizers), the loop (a step; every eval_interval an evaluation and a checkpoint), the end (the
-exact validation loss). The pieces it calls: training/trainer.py (the state and the step),
+optimizers), the loop (a step; a log line every log_interval; an evaluation and a checkpoint every
+eval_interval; the hooks), the end (the exact validation loss). The pieces it calls:
+training/trainer.py (the state, the step, the clock), training/evaluation.py (evaluation),
 training/rundir.py (which directory a run may write into), training/stopping.py (signals).
 
 Exit codes: 0 done; 1 a problem with the data, device, checkpoint or run directory; 2 a mistake
@@ -12,11 +16,13 @@ SIGTERM, 129 for SIGHUP), after saving last.pt.
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -28,13 +34,15 @@ from infra.errors import DeviceError, run_main
 from infra.files import write_atomic
 from infra.progress import progress
 from model.scoring import exact_loss
-from training.command_line import load_config
+from training.command_line import load_config, parse_command_line
+from training.config import DATA_PATH_KEYS
 from training.console import Console
 from training.distributed import StepReport, agree_at_log_point, runtime_for
-from training.evaluation import sample_text
-from training.logger import Logger, NullLogger, TensorBoardLogger
+from training.evaluation import evaluate, probe_pictures
+from training.logger import Logger, TensorBoardLogger
 from training.mfu import flops_per_token, peak_flops
 from training.optim import describe_optimizers
+from training.run import Hook, Run, Step, StopTraining
 from training.rundir import (
     CONFIG_FILE,
     CONFIG_HEADER,
@@ -43,15 +51,34 @@ from training.rundir import (
     prepare_run,
     resume_command,
 )
-from training.stopping import SignalCatcher, TrainingInterrupted, check_finite
+from training.stopping import SignalCatcher, check_finite
 from training.trainer import Trainer
-from viz.inspection import log_inside_the_model, look_inside_the_model
+from viz.figures import AttentionPictures
+
+__all__ = ["Run", "Step", "StopTraining", "train"]
 
 
-def train(argv: list[str] | None = None) -> None:
+def train(
+    config: str | Path | None = None,
+    *,
+    hooks: Sequence[Hook] = (),
+    resume: str | Path | bool | None = None,
+    overwrite: bool = False,
+    **settings: Any,
+) -> Run:
+    """Train a GPT; return the run (its model, tokenizer, losses and history).
+
+    config: a YAML file, as a path or a name in configs/ (default small.yaml; on resume, the
+    checkpoint's). settings: keys of a config (max_iters=300, learning_rate=3e-3,
+    out_dir="auto", ...) on top of the file's. resume: True for the run in out_dir, or a run
+    directory or checkpoint to continue. overwrite: start afresh where a run is. hooks: functions
+    called after every step with a Step; StopTraining raised in one ends the run there. Ctrl-C
+    (a notebook's interrupt) saves last.pt and returns the run so far. A mistake in the
+    settings is a ConfigError, raised before any work.
+    """
     # ---- set-up. Everything that can refuse the run (the config, the checkpoint to resume, the
     # device, the data, the model's size) is checked before out_dir is created or changed.
-    args = load_config(argv)
+    args = load_config(config, resume, overwrite, **settings)
     config, checkpoint, notes = prepare_run(args)
     runtime_context = runtime_for(config.device, config.dtype, config.dist_timeout)
     with runtime_context as runtime, RunDirectory(Path(config.out_dir), runtime) as run_dir:
@@ -63,28 +90,30 @@ def train(argv: list[str] | None = None) -> None:
         data = load_dataset(config.dataset, config.data_path, config.data_dir, say=console.print)
         if runtime.is_main:
             runtime.barrier()
-        trainer = Trainer(config, runtime, data, console=console, checkpoint=checkpoint)
+        trainer = Trainer(config, runtime, data, console, checkpoint, run_dir.discard_replaced)
+        pictures = probe_pictures(config, data)
         # out_dir is this run's from here: locked, and an --overwrite's old run set aside until
         # the new run's first checkpoint
-        run_dir.claim(fresh=checkpoint is None, overwrite=args.overwrite, say=console.print)
-        trainer.after_first_checkpoint = run_dir.discard_replaced
-        trainer.logger = start_logs(trainer, checkpoint, args.config_name)
+        run_dir.claim(fresh=checkpoint is None, overwrite=overwrite, say=console.print)
+        logger = start_logs(config, runtime.is_main, console, checkpoint, args.config_name)
+        run = Run(config, trainer.model, data.tokenizer, logger.history, trainer.iter_num,
+                  trainer.best_val_loss)  # fmt: skip
         try:
             describe(trainer)
-            loop(trainer)
+            loop(trainer, logger, pictures, run, hooks)
             # ---- the end
-            if runtime.is_main:
-                report_exact_val_loss(trainer)
-            peak = ""
-            if runtime.device.type == "cuda":
-                peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
-            console.print(
-                f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}"
-                f"{peak}; checkpoints in {config.out_dir}"
-            )
-        except TrainingInterrupted as e:
-            resume = resume_command(config, runtime.world_size)
-            raise TrainingInterrupted(e.signum, e.checkpoint, resume) from None
+            if run.stopped:
+                say_how_to_continue(run, runtime.world_size)
+            else:
+                if runtime.is_main:
+                    run.val_loss_exact = report_exact_val_loss(trainer, logger)
+                peak = ""
+                if runtime.device.type == "cuda":
+                    peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+                console.print(
+                    f"done: {trainer.iter_num} iterations, best val loss "
+                    f"{trainer.best_val_loss:.4f}{peak}; checkpoints in {config.out_dir}"
+                )
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop (exact pass)
             raise QuitNow(Path(config.out_dir)) from None
         except RuntimeError as e:  # torch.OutOfMemoryError on a GPU, a plain one on the CPU
@@ -95,112 +124,119 @@ def train(argv: list[str] | None = None) -> None:
                 "batch_size, block_size or the model smaller"
             ) from None
         finally:
-            trainer.logger.close()
+            logger.close()
+    run.model.eval()  # ready to sample from
+    return run
 
 
-def loop(trainer: Trainer) -> None:
-    """Train until max_iters: evaluate and checkpoint every eval_interval iterations, estimate
-    the losses alone every loss_interval, log every log_interval. A signal (SIGINT, SIGTERM,
-    SIGHUP) takes effect at the next log point, where the ranks meet: every rank saves last.pt
-    and raises TrainingInterrupted."""
-    config, console = trainer.config, trainer.console
+def loop(
+    trainer: Trainer, logger: Logger, pictures: AttentionPictures, run: Run, hooks: Sequence[Hook]
+) -> None:
+    """Train until max_iters. After each step: a log line every log_interval, an evaluation and a
+    checkpoint every eval_interval (the losses alone every loss_interval), then the hooks. A
+    signal (SIGINT, SIGTERM, SIGHUP) takes effect at the next log point, where the ranks meet, as
+    does a hook's StopTraining under torchrun (at once in one process): every rank saves last.pt
+    and the run ends, its `stopped` saying why."""
+    config, console, rt = trainer.config, trainer.console, trainer.runtime
+    hook_stop = False
     with SignalCatcher(console.print) as signals:
         console.start_bar(total=config.max_iters, initial=trainer.iter_num)
-        trainer.start_clock()
+        trainer.clock.start(trainer.iter_num)
         try:
-            while True:
-                # evaluation first: the one at iteration N sees the model after N steps
-                if trainer.iter_num != trainer.resumed_at:  # a resume's was made before it
-                    if trainer.due(config.eval_interval):
-                        evaluate(trainer)
-                    elif config.loss_interval and trainer.due(config.loss_interval):
-                        trainer.estimate_losses()  # a point of the curves, nothing more
-                if trainer.iter_num >= config.max_iters:
-                    break
-                loss, grad_norm = trainer.train_step(trainer.train_batches)
+            if trainer.iter_num == 0:  # the curves' first point: the untrained model's losses
+                evaluate(trainer, logger, pictures)
+            while trainer.iter_num < config.max_iters:
+                loss, grad_norm = trainer.train_step()
                 console.update_bar(1)
+                stop = False
                 if trainer.due(config.log_interval):
-                    report = agree_at_log_point(loss, grad_norm, signals.signum, trainer.runtime)
+                    asked = signals.signum is not None or hook_stop
+                    report = agree_at_log_point(loss, grad_norm, asked, rt)
                     check_finite(report, trainer.iter_num, not trainer.scaler.is_enabled())
-                    log(trainer, report)
-                    if report.stop_requested and trainer.iter_num < config.max_iters:
-                        if trainer.due(config.eval_interval):
-                            evaluate(trainer)  # saves last.pt too
-                        else:
-                            trainer.save()
-                        signum = signals.signum or signal.SIGTERM
-                        raise TrainingInterrupted(signum, Path(config.out_dir) / LAST)
+                    log(trainer, logger, report)
+                    stop = report.stop_requested
+                evaluation = None
+                if trainer.due(config.eval_interval):
+                    evaluation = evaluate(trainer, logger, pictures)
+                elif config.loss_interval and trainer.due(config.loss_interval):
+                    evaluation = evaluate(trainer, logger, pictures, extras=False)
+                run.iter_num, run.best_val_loss = trainer.iter_num, trainer.best_val_loss
+                if hooks:
+                    lr = trainer.optimizers[0].param_groups[0]["lr"]
+                    step = Step(trainer.iter_num, lr, trainer.model, evaluation, run, loss)
+                    hook_stop = call_hooks(hooks, step, trainer) or hook_stop
+                    stop = stop or (hook_stop and not rt.distributed)
+                if stop and trainer.iter_num < config.max_iters:
+                    if not trainer.due(config.eval_interval):  # an evaluation saved it already
+                        trainer.save()
+                    run.signal = signals.signum or (None if hook_stop else signal.SIGTERM)
+                    run.stopped = signal.Signals(run.signal).name if run.signal else "StopTraining"
+                    return
         finally:
             console.close_bar()
             trainer.background.wait()  # the last checkpoint is on disk before the run goes on
-            trainer.logger.flush()
+            logger.flush()
 
 
-def evaluate(trainer: Trainer) -> None:
-    """Estimate the losses and log them; then, past iteration 0, a sample, the views inside the
-    model, and the checkpoint. Iteration 0 is the curve's first point (an untrained model's loss,
-    near ln(vocab_size)) and no more: its sample is noise, its attention uniform, and a checkpoint
-    of the random initial weights holds nothing the seed does not."""
-    rt, cfg, logger = trainer.runtime, trainer.config, trainer.logger
-    losses = trainer.estimate_losses()
-    step = trainer.iter_num
-    trainer.best_val_loss = min(trainer.best_val_loss, losses["val"]) if step else math.inf
-    if step == 0:
-        logger.flush()
-        return
-    if cfg.sample_chars and rt.is_main:
-        text = sample_text(trainer.model, trainer.data.tokenizer, cfg.sample_chars, cfg.seed, rt)
-        logger.text("sample", text, step)
-    # the previous evaluation's writes end before this one's start: at most one in memory
-    trainer.background.wait()
-    if cfg.inspect and logger.active:
-        inside = look_inside_the_model(trainer.model, trainer.probe, step)
-        pictures, tokenizer = trainer.pictures, trainer.data.tokenizer
-        trainer.background.submit(lambda: log_inside_the_model(logger, inside, pictures, tokenizer))
-    trainer.save(best=trainer.best_val_loss == losses["val"])  # written in the background
-    logger.flush()
-    trainer.restart_clock()
+def call_hooks(hooks: Sequence[Hook], step: Step, trainer: Trainer) -> bool:
+    """Each hook in order; True when one raised StopTraining. Any other exception is the hook's
+    own (the caller's code): the run saves last.pt and the exception goes on up, as it was."""
+    try:
+        for hook in hooks:
+            hook(step)
+    except StopTraining:
+        return True
+    except Exception:
+        if not trainer.runtime.distributed:  # saving meets the other ranks, who are not coming
+            trainer.save()
+            trainer.background.wait()
+        raise
+    return False
 
 
-def log(trainer: Trainer, report: StepReport) -> None:
+def log(trainer: Trainer, logger: Logger, report: StepReport) -> None:
     """The log point's scalars to TensorBoard; a line, or the bar's postfix, to the console."""
-    rt, logger, step = trainer.runtime, trainer.logger, trainer.iter_num
-    tokens_per_sec, lr = trainer.tokens_per_sec(), trainer.optimizers[0].param_groups[0]["lr"]
-    logger.scalar("loss/train_batch", report.loss, step)
-    logger.scalar("lr", lr, step)
+    rt, config, step = trainer.runtime, trainer.config, trainer.iter_num
+    tokens_per_sec = trainer.clock.tokens_per_sec()
+    rates = [optimizer.param_groups[0]["lr"] for optimizer in trainer.optimizers]
+    logger.scalar("batch_loss", report.loss, step)
+    logger.scalar("lr", rates[0], step)  # AdamW's: learning_rate times the schedule
+    if len(rates) > 1:
+        logger.scalar("muon_lr", rates[1], step)
     logger.scalar("grad_norm", report.grad_norm, step)
     logger.scalar("tokens_per_sec", tokens_per_sec, step)
     peak, mfu_text = peak_flops(rt.device, rt.dtype), ""
     if peak:
-        mfu = flops_per_token(trainer.model, trainer.config.block_size) * tokens_per_sec / peak
+        mfu = flops_per_token(trainer.model, config.block_size) * tokens_per_sec / peak
         logger.scalar("mfu", mfu, step)
         mfu_text = f", mfu {100 * mfu:.1f}%"
-    progress = f"loss {report.loss:.4f}, lr {lr:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
+    progress = f"loss {report.loss:.4f}, lr {rates[0]:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
     if trainer.console.bar is not None:  # the bar shows the time left
         trainer.console.update_bar(0, postfix=progress)
     else:
-        trainer.console.print(f"iter {step}: {progress}, {trainer.time_left()} left")
-    trainer.restart_clock()
+        left = trainer.clock.time_left(step, config.max_iters)
+        trainer.console.print(f"iter {step}: {progress}, {left} left")
 
 
-def start_logs(trainer: Trainer, checkpoint: dict | None, config_name: str) -> Logger:
+def start_logs(
+    config, is_main: bool, console: Console, checkpoint: dict | None, config_name: str
+) -> Logger:
     """Rank 0 prints the resolved config and writes it to out_dir/config.yaml, and opens the
     TensorBoard log (on resume, TensorBoard drops what the stopped run logged after its
-    checkpoint)."""
-    config, console = trainer.config, trainer.console
-    if not trainer.runtime.is_main:
-        return NullLogger()
+    checkpoint). Every rank keeps its history."""
+    if not is_main:
+        return Logger()
     resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
     console.print(f"resuming {config.out_dir}:" if checkpoint else f"config ({config_name}):")
     console.print("  " + resolved.rstrip().replace("\n", "\n  "))
     text = f"{CONFIG_HEADER}\n{resolved}"
     write_atomic(Path(config.out_dir) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
     if not config.tensorboard:
-        return NullLogger()
+        return Logger()
     purge_step = checkpoint["iter_num"] + 1 if checkpoint else 0
     logger = TensorBoardLogger(Path(config.out_dir), purge_step=purge_step)
     if checkpoint is None:
-        logger.hparams(config.to_dict(), ["loss/val", "loss/val_exact", "loss/train"])
+        logger.hparams(config.to_dict(), ["val_loss", "val_loss_exact", "train_loss"])
     return logger
 
 
@@ -227,7 +263,7 @@ def describe(trainer: Trainer) -> None:
     )
 
 
-def report_exact_val_loss(trainer: Trainer) -> None:
+def report_exact_val_loss(trainer: Trainer, logger: Logger) -> float:
     """Once, at the end of a run: the loss over every character of the validation split
     (model/scoring.py), or of its first exact_max_chars on a split longer than that (the cost
     stays bounded on a large text), beside the last random-window estimate."""
@@ -244,7 +280,26 @@ def report_exact_val_loss(trainer: Trainer) -> None:
     beside = f" (random-window estimate {estimate:.4f})" if estimate is not None else ""
     scope = f"all {count:,}" if count == total else f"the first {count:,} of {total:,}"
     trainer.console.print(f"exact val loss {nats:.4f} over {scope} characters{beside}")
-    trainer.logger.scalar("loss/val_exact", nats, trainer.iter_num)
+    logger.scalar("val_loss_exact", nats, trainer.iter_num)
+    return nats
+
+
+def say_how_to_continue(run: Run, world_size: int) -> None:
+    """One line on stderr, from every process: why the run stopped, what it saved, and the
+    command that continues it (from Python too, in one process)."""
+    config = run.config
+    how = resume_command(config, world_size)
+    if not launched_by_torchrun():
+        paths = "".join(
+            f", {key}={getattr(config, key)!r}" for key in DATA_PATH_KEYS if getattr(config, key)
+        )
+        how += f" (in Python: train(resume={config.out_dir!r}{paths}))"
+    line = (
+        f"{rank_prefix()}stopped by {run.stopped} at iteration {run.iter_num}; saved "
+        f"{Path(config.out_dir) / LAST}. Continue with: {how}"
+    )
+    with contextlib.suppress(OSError):  # nobody reads stderr any more: the run is saved
+        print(line, file=sys.stderr, flush=True)
 
 
 def rank_prefix() -> str:
@@ -253,7 +308,13 @@ def rank_prefix() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(train, argv, prog="train.py", prefix=rank_prefix)
+    """The command line: its options parsed into train()'s arguments."""
+
+    def from_command_line(argv: list[str] | None) -> int:
+        run = train(**parse_command_line(argv))
+        return 128 + run.signal if run.signal else 0
+
+    return run_main(from_command_line, argv, prog="train.py", prefix=rank_prefix)
 
 
 if __name__ == "__main__":

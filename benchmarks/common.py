@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from infra.cli import Parser, fields_of
-from training.command_line import TrainArgs, load_config
+from training.command_line import TrainArgs, load_config, parse_command_line
 
 
 def cpu_name() -> str:
@@ -39,7 +39,7 @@ def parse_with_run_options(options: type, argv: list[str] | None, description: s
     parser = Parser(description, epilog="Any option of train.py (--config NAME, --KEY VALUE) too.")
     parser.add_fields(options)
     namespace, rest = parser.parse_known_args(argv)
-    run: TrainArgs = load_config(rest)
+    run: TrainArgs = load_config(**parse_command_line(rest))
     return options(**fields_of(options, namespace)), run
 
 

@@ -33,26 +33,27 @@ from dataclasses import dataclass, replace
 from common import machine_line, parse_with_run_options
 from recording import write_record
 
-import train
+import training.evaluation
 import training.trainer
 from data import load_dataset
 from infra.background import Background
 from infra.cli import option
 from infra.device import setup_runtime, teardown_runtime
 from infra.errors import run_main
+from training.evaluation import evaluate, probe_pictures
 from training.logger import TensorBoardLogger
 from training.trainer import Trainer
 
-# (where the trainer looks the phase up, its name there, the name printed)
+# (where the evaluation looks the phase up, its name there, the name printed)
 TRAINING_THREAD = [
-    (training.trainer, "estimate_loss", "loss estimate"),
-    (train, "sample_text", "sample"),
-    (train, "look_inside_the_model", "look inside (device)"),
+    (training.evaluation, "estimate_loss", "loss estimate"),
+    (training.evaluation, "generate", "sample"),
+    (training.evaluation, "look_inside_the_model", "look inside (device)"),
     (Trainer, "save", "checkpoint copy to CPU"),
     (Background, "wait", "wait for background"),
 ]
 BACKGROUND_THREAD = [
-    (train, "log_inside_the_model", "draw and write views"),
+    (training.evaluation, "log_inside_the_model", "draw and write views"),
     (training.trainer, "save_checkpoint", "write checkpoint"),
 ]
 
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         runtime = setup_runtime(config.device, config.dtype)
         data = load_dataset(config.dataset, config.data_path, config.data_dir)
         trainer = Trainer(config, runtime, data)
-        trainer.logger = TensorBoardLogger(out_dir)
+        logger, pictures = TensorBoardLogger(out_dir), probe_pictures(config, data)
         seconds: dict[str, list[float]] = defaultdict(list)
         for owner, attribute, label in TRAINING_THREAD + BACKGROUND_THREAD:
             timing(owner, attribute, label, seconds, runtime.synchronize)
@@ -98,13 +99,13 @@ def main(argv: list[str] | None = None) -> None:
             runtime.synchronize()
             steps.append(time.perf_counter() - start)
             if i == 0:  # untimed: the first evaluation lays out the pictures, warms up kernels
-                train.evaluate(trainer)
+                evaluate(trainer, logger, pictures)
                 trainer.background.wait()
                 seconds.clear()
                 continue
-            train.evaluate(trainer)
+            evaluate(trainer, logger, pictures)
         trainer.background.wait()
-        trainer.logger.close()
+        logger.close()
         teardown_runtime()
 
     def per_evaluation(label: str) -> float:  # seconds, median over the timed evaluations
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         "phases_ms": {label: 1000 * value for label, value in phases.items()},
         "extra_ms_per_evaluation": 1000 * (extra + stall),
         "extra_share": share,
-        "overrides": {k: v for k, v in run.cli_values.items() if k != "out_dir"},
+        "overrides": {k: v for k, v in run.settings.items() if k != "out_dir"},
     }
     write_record("evaluation_cost", name, figures, device=str(runtime.device))
 

@@ -32,7 +32,7 @@ class OptimizerStepOptions:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_into(OptimizerStepOptions, argv, __doc__.split("\n")[0])
-    config = load_config(["--config", options.config]).config
+    config = load_config(options.config).config
     model = GPT(config.model_config(vocab_size=65))
     for p in model.parameters():
         p.grad = torch.randn_like(p)

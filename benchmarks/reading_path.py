@@ -82,20 +82,20 @@ def report(name: str, stays: list[str]) -> None:
 
 
 def load_config(argv: list[str]):
-    try:
-        from training.command_line import load_config as load
-    except ImportError:  # a checkout whose command line is still training.config.parse_args
-        from training.config import parse_args as load
-    return load(argv).config
+    from training.command_line import load_config as load
+    from training.command_line import parse_command_line
+
+    return load(**parse_command_line(argv)).config
 
 
 def run_loop(trainer) -> None:
     import train  # imported before any tracing: an import is not a step of the work
+    from training.evaluation import probe_pictures
+    from training.logger import Logger
+    from training.run import Run
 
-    if hasattr(train, "loop"):
-        train.loop(trainer)
-    else:  # a checkout whose loop is still the trainer's fit
-        trainer.fit()
+    run = Run(trainer.config, trainer.model, trainer.data.tokenizer, [])
+    train.loop(trainer, Logger(), probe_pictures(trainer.config, trainer.data), run, [])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,13 +21,14 @@ import torch
 
 from data import CharTokenizer
 from infra.device import check_fits
-from infra.errors import CheckpointError
+from infra.errors import CheckpointError, ConfigError
 from infra.files import TEMPORARY_SUFFIX, write_atomic
 from model import GPT, GPTConfig
 from model.config import parameter_count
 
 # 2: the optimizers are a list (AdamW, then Muon when used) and eval_losses is always present.
-CHECKPOINT_VERSION = 2
+# 3: the config's floor and Muon's rate are ratios of learning_rate (min_lr_ratio, muon_lr_ratio).
+CHECKPOINT_VERSION = 3
 LAST = "last.pt"  # written at every evaluation: where a resume continues
 BEST = "best.pt"  # written when the validation loss improved: what sampling reads by default
 
@@ -62,14 +63,22 @@ def new_checkpoint(**fields: Any) -> Checkpoint:
 
 def upgrade(raw: dict[str, Any]) -> Checkpoint:
     """A checkpoint of any layout this code accepts, as the current one. Version 1 held one
-    optimizer's state dict (AdamW alone) rather than a list, and could lack eval_losses."""
+    optimizer's state dict (AdamW alone) rather than a list, and could lack eval_losses; up to
+    version 2 the config's min_lr and muon_lr were rates, not ratios of learning_rate."""
     checkpoint = dict(raw)
     if checkpoint["format_version"] == 1:
         if isinstance(checkpoint["optimizer"], dict):
             checkpoint["optimizer"] = [checkpoint["optimizer"]]
         checkpoint.setdefault("eval_losses", {})
         checkpoint.setdefault("scaler", {})
-        checkpoint["format_version"] = 2
+    config = checkpoint.get("config")
+    if checkpoint["format_version"] < 3 and isinstance(config, dict):
+        peak, config = config.get("learning_rate"), dict(config)
+        for old, new in (("min_lr", "min_lr_ratio"), ("muon_lr", "muon_lr_ratio")):
+            if isinstance(config.get(old), float) and isinstance(peak, float) and peak > 0:
+                config[new] = config.pop(old) / peak
+        checkpoint["config"] = config
+    checkpoint["format_version"] = CHECKPOINT_VERSION
     missing = [key for key in FIELDS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"a checkpoint without {', '.join(missing)}: not one of train.py's")
@@ -199,7 +208,7 @@ def restore_model(
                    CheckpointError)  # fmt: skip
         model = GPT(config)
         tokenizer = CharTokenizer(vocab)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ConfigError) as e:
         reason = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(f"checkpoint does not hold a usable model: {reason}") from None
     load_weights(model, checkpoint["model"])

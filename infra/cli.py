@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import difflib
 import math
+import os
 import sys
 import types
 import typing
@@ -65,6 +66,8 @@ def parse_value(key: str, tp: Any, value: Any, source: str) -> Any:
             return text.lower() in _TRUE
         raise bad
     if tp is str:
+        if isinstance(value, os.PathLike):  # a path given from Python
+            return os.fspath(value)
         if text is None:
             raise bad
         return value
@@ -215,6 +218,12 @@ def parse_into(cls: type, argv: Sequence[str] | None, description: str) -> Any:
         raise ConfigError(str(e)) from None
     check_choices(options)
     return options
+
+
+def require(ok: bool, options: Any, key: str, message: str) -> None:
+    """A ConfigError naming the key and its value in options (a config), unless ok."""
+    if not ok:
+        raise ConfigError(f"{key}: {message}, got {getattr(options, key)!r}")
 
 
 def check_choices(options: Any) -> None:

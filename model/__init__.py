@@ -2,7 +2,15 @@
 
 from model.config import GPTConfig
 from model.generate import generate, generate_tokens, sample_next_token
-from model.gpt import GPT
+from model.gpt import GPT, evaluating
 from model.kv_cache import KVCache
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "generate", "generate_tokens", "sample_next_token"]
+__all__ = [
+    "GPT",
+    "GPTConfig",
+    "KVCache",
+    "evaluating",
+    "generate",
+    "generate_tokens",
+    "sample_next_token",
+]

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
+
+from infra.cli import check_choices, option, require
 
 ATTENTION_IMPLS = ("sdpa", "math")
 POS_EMBEDDINGS = ("learned", "rope")
-
-
-def _option(default: object, help: str, **metadata: object):
-    """A config field with its help text (and choices): the training config and every command
-    line read them from here."""
-    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True)
@@ -19,49 +15,41 @@ class GPTConfig:
     """The model's options, each defined and checked here only. The training config inherits these
     fields as its model keys, with the same defaults, help and checks (training/config.py).
     `resumable` marks the options a resumed run may change: they do not change what the weights
-    mean."""
+    mean. A value that cannot be is a ConfigError naming its key."""
 
-    vocab_size: int = _option(65, "distinct tokens: the training config takes it from the data")
-    block_size: int = _option(64, "context length in characters")
-    n_layer: int = _option(4, "transformer blocks")
-    n_head: int = _option(4, "attention heads per block")
-    n_embd: int = _option(128, "channels of the residual stream")
-    dropout: float = _option(0.0, "dropout probability", resumable=True)
-    bias: bool = _option(True, "biases in Linear and LayerNorm layers")
-    attn_impl: str = _option(
+    vocab_size: int = option(65, "distinct tokens: the training config takes it from the data")
+    block_size: int = option(64, "context length in characters")
+    n_layer: int = option(4, "transformer blocks")
+    n_head: int = option(4, "attention heads per block")
+    n_embd: int = option(128, "channels of the residual stream")
+    dropout: float = option(0.0, "dropout probability", resumable=True)
+    bias: bool = option(True, "biases in Linear and LayerNorm layers")
+    attn_impl: str = option(
         "sdpa",
         "sdpa (torch's fused kernels, flash attention where available) or math (the formula "
         "written out, for reading and tests)",
         choices=ATTENTION_IMPLS,
         resumable=True,
     )
-    pos_embedding: str = _option(
+    pos_embedding: str = option(
         "learned",
         "learned (GPT-2's position table transformer.wpe) or rope (rotary, on queries and keys)",
         choices=POS_EMBEDDINGS,
     )
 
     def __post_init__(self) -> None:
-        def require(ok: bool, key: str, message: str) -> None:
-            if not ok:
-                raise ValueError(f"{key}: {message}, got {getattr(self, key)!r}")
-
-        for f in fields(GPTConfig):
-            if "choices" in f.metadata:
-                choices = f.metadata["choices"]
-                must = f"must be one of {', '.join(choices)}"
-                require(getattr(self, f.name) in choices, f.name, must)
+        check_choices(self)  # of every field with choices, a training config's too
         for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            require(getattr(self, key) >= 1, key, "must be at least 1")
+            require(getattr(self, key) >= 1, self, key, "must be at least 1")
         require(
-            self.n_embd % self.n_head == 0, "n_embd", f"must be divisible by n_head ({self.n_head})"
-        )
-        require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+            self.n_embd % self.n_head == 0,
+            self, "n_embd", f"must be divisible by n_head ({self.n_head})",
+        )  # fmt: skip
+        require(0.0 <= self.dropout < 1.0, self, "dropout", "must be in [0, 1)")
         require(
             self.pos_embedding != "rope" or (self.n_embd // self.n_head) % 2 == 0,
-            "pos_embedding",
-            "rope needs an even head size n_embd / n_head",
-        )
+            self, "pos_embedding", "rope needs an even head size n_embd / n_head",
+        )  # fmt: skip
 
 
 def parameter_count(config: GPTConfig) -> int:

@@ -36,15 +36,18 @@ def torchrun(processes: int) -> list[str]:
     ]
 
 
-def run(argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    """argv as a real process in the project's root, its output captured."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def run(
+    argv: list[str], timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """argv as a real process in the project's root (one thread, unless env says), its output
+    captured."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def tensorboard_runs(run_dir: Path):
-    """Every run TensorBoard finds under run_dir, read as `tensorboard --logdir` reads them:
-    "." for run_dir itself, "train", "val", "val_exact" for the losses."""
+    """Every run TensorBoard finds under run_dir, read as `tensorboard --logdir` reads them
+    ("." for run_dir itself)."""
     from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
 
     runs = EventMultiplexer(tensor_size_guidance={"scalars": 0, "images": 0, "histograms": 0})
@@ -53,13 +56,13 @@ def tensorboard_runs(run_dir: Path):
     return runs
 
 
-def scalar_points(run_dir: Path, run: str, tag: str) -> dict[int, float]:
-    """A scalar's points in one of run_dir's TensorBoard runs, step by step (none twice)."""
+def scalar_points(run_dir: Path, tag: str) -> dict[int, float]:
+    """A scalar's points in run_dir's TensorBoard run, step by step (none twice)."""
     from tensorboard.util import tensor_util
 
-    events = tensorboard_runs(run_dir).GetAccumulator(run).Tensors(tag)
+    events = tensorboard_runs(run_dir).GetAccumulator(".").Tensors(tag)
     steps = [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events]
-    assert len({s for s, _ in steps}) == len(steps), f"{run} {tag} has a step twice: {steps}"
+    assert len({s for s, _ in steps}) == len(steps), f"{tag} has a step twice: {steps}"
     return dict(steps)
 
 

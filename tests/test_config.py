@@ -14,10 +14,15 @@ import train
 from infra.device import COMPILE_REPAID_AFTER, decide_compile
 from infra.errors import ConfigError
 from model import GPTConfig
-from training.command_line import CONFIG_DIR, config_for_resume, load_config
+from training.command_line import CONFIG_DIR, config_for_resume, load_config, parse_command_line
 from training.config import ARCHITECTURE_KEYS, KEYS, TrainConfig
 from training.optim import lr_multiplier
 from training.trainer import run_work
+
+
+def from_argv(argv: list[str]):
+    """What train.py does with its command line: parse it into train()'s arguments, read them."""
+    return load_config(**parse_command_line(argv))
 
 
 def write_yaml(tmp_path: Path, text: str) -> str:
@@ -28,19 +33,19 @@ def write_yaml(tmp_path: Path, text: str) -> str:
 
 def test_defaults_then_yaml_then_command_line(tmp_path):
     config_file = write_yaml(tmp_path, "batch_size: 7\nn_layer: 3\n")
-    args = load_config(["--config", config_file, "--n_layer", "5", "--learning_rate=2e-3"])
+    args = from_argv(["--config", config_file, "--n_layer", "5", "--learning_rate=2e-3"])
     assert args.config.batch_size == 7  # from YAML
     assert args.config.n_layer == 5  # command line beats YAML
     assert args.config.learning_rate == 2e-3  # --key=value
     assert args.config.n_embd == TrainConfig().n_embd  # default
     assert args.config.out_dir == str(Path("out") / "exp")  # out/<config name>
-    assert args.cli_values == {"n_layer": 5, "learning_rate": 2e-3}
+    assert args.settings == {"n_layer": 5, "learning_rate": 2e-3}
 
 
 def test_config_is_found_by_name_in_configs_dir():
-    assert load_config(["--config", "tiny.yaml"]).config_name == "tiny"
-    assert load_config(["--config", "tiny"]).config.n_layer == 2
-    assert load_config([]).config_name == "small"  # the newcomer's default
+    assert from_argv(["--config", "tiny.yaml"]).config_name == "tiny"
+    assert from_argv(["--config", "tiny"]).config.n_layer == 2
+    assert from_argv([]).config_name == "small"  # the newcomer's default
 
 
 @pytest.mark.parametrize(
@@ -56,14 +61,14 @@ def test_config_is_found_by_name_in_configs_dir():
 )
 def test_booleans_accept_values_and_no_prefix(argv, expected, tmp_path):
     config_file = write_yaml(tmp_path, f"compile: {str(not expected).lower()}\n")
-    assert load_config(["--config", config_file, *argv]).config.compile is expected
+    assert from_argv(["--config", config_file, *argv]).config.compile is expected
 
 
 @pytest.mark.parametrize("given", [["--compile", "auto"], ["--compile=null"], []])
 def test_compile_is_auto_unless_given_and_auto_is_null(given, tmp_path):
-    assert load_config(["--config", "tiny", *given]).config.compile is None
+    assert from_argv(["--config", "tiny", *given]).config.compile is None
     config_file = write_yaml(tmp_path, "compile: auto\n")
-    assert load_config(["--config", config_file]).config.compile is None
+    assert from_argv(["--config", config_file]).config.compile is None
 
 
 @pytest.mark.parametrize(
@@ -93,14 +98,14 @@ def test_a_runs_work_counts_its_steps_and_a_third_of_each_evaluation_batch(tiny_
 def test_yaml_scientific_notation_without_a_dot_is_a_number(tmp_path):
     # PyYAML reads `1e-3` as a string; a config should not fail on it
     config_file = write_yaml(tmp_path, "learning_rate: 1e-3\nmax_iters: 5e3\n")
-    config = load_config(["--config", config_file]).config
+    config = from_argv(["--config", config_file]).config
     assert config.learning_rate == 1e-3 and config.max_iters == 5000
 
 
 def test_lr_decay_iters_null_means_max_iters(tmp_path):
-    config = load_config(["--config", write_yaml(tmp_path, "lr_decay_iters: null\n")]).config
+    config = from_argv(["--config", write_yaml(tmp_path, "lr_decay_iters: null\n")]).config
     assert config.lr_decay_iters is None and config.decay_end == config.max_iters
-    assert load_config(["--lr_decay_iters", "none"]).config.lr_decay_iters is None
+    assert from_argv(["--lr_decay_iters", "none"]).config.lr_decay_iters is None
 
 
 @pytest.mark.parametrize(
@@ -117,7 +122,7 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
         ("- 1\n- 2\n", [], "expected a mapping"),
         ("n_embd: 130\nn_head: 4\n", [], "n_embd: must be divisible by n_head (4)"),
         ("", ["--dropout", "1.5"], "dropout: must be in [0, 1)"),
-        ("", ["--min_lr", "1", "--learning_rate", "0.1"], "min_lr: must be between 0 and"),
+        ("", ["--min_lr_ratio", "1.5"], "min_lr_ratio: must be in [0, 1], got 1.5"),
         ("", ["--lr_schedule", "exponential"], "lr_schedule: must be one of"),
         ("", ["--device", "tpu"], "device: must be auto, cpu, cuda"),
         ("", ["--max_iters"], "argument --max_iters: expected one argument"),
@@ -127,7 +132,7 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
         ("", ["stray"], "unexpected argument 'stray'"),
         ("", ["--dataset", "text"], "data_path: dataset 'text' needs a data_path"),
         ("", ["--max_iters", "50", "--warmup_iters", "100"], "max_iters: must not be less than"),
-        ("", ["--muon_lr", "0"], "muon_lr: must be positive"),
+        ("", ["--muon_lr_ratio", "0"], "muon_lr_ratio: must be positive"),
         ("", ["--optimizer", "sgd"], "optimizer: must be one of"),
         ("", ["--loss_interval", "-5"], "loss_interval: must not be negative"),
     ],
@@ -135,7 +140,7 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
 def test_mistakes_are_one_line_errors_naming_the_key(yaml_text, argv, message, tmp_path):
     config_file = write_yaml(tmp_path, yaml_text)
     with pytest.raises(ConfigError) as info:
-        load_config(["--config", config_file, *argv])
+        from_argv(["--config", config_file, *argv])
     assert message in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -152,17 +157,17 @@ def test_config_errors_exit_2_with_one_line_on_stderr(tmp_path, capsys):
 
 def test_missing_config_file_lists_what_exists():
     with pytest.raises(ConfigError, match=r"not found; configs/ has: .*tiny\.yaml"):
-        load_config(["--config", "nonexistent"])
+        from_argv(["--config", "nonexistent"])
 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads_with_its_own_run_directory(path):
-    assert load_config(["--config", str(path)]).config.out_dir == str(Path("out") / path.stem)
+    assert from_argv(["--config", str(path)]).config.out_dir == str(Path("out") / path.stem)
 
 
 def test_help_lists_every_key_with_its_default(capsys):
     with pytest.raises(SystemExit) as info:
-        load_config(["--help"])
+        from_argv(["--help"])
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for key in KEYS:
@@ -197,7 +202,7 @@ def test_model_options_are_training_keys_that_refuse_what_the_model_refuses():
         for value in invalid_candidates(f.name, hints[f.name]):
             try:
                 GPTConfig(**{f.name: value})
-            except ValueError as model_error:
+            except ConfigError as model_error:
                 with pytest.raises(ConfigError) as train_error:
                     TrainConfig(**{f.name: value})
                 assert str(train_error.value) == str(model_error), (f.name, value)
@@ -224,28 +229,26 @@ def test_resume_keeps_checkpoint_config_and_applies_command_line(tmp_path):
 
 
 def test_a_longer_resume_keeps_the_schedule_that_was_running_and_says_so(tmp_path):
-    """A finished run at min_lr, resumed with more iterations, stays on its schedule's floor
+    """A finished run at its floor, resumed with more iterations, stays on its schedule's floor
     instead of jumping back up towards the peak; an explicit lr_decay_iters is obeyed."""
     saved = TrainConfig(max_iters=100, warmup_iters=10, lr_schedule="wsd").to_dict()
     config, notes = config_for_resume(saved, {"max_iters": 400}, tmp_path)
     assert config.decay_end == 100
     assert [config.learning_rate * lr_multiplier(it, config) for it in (100, 250, 399)] == [
-        pytest.approx(config.min_lr)
+        pytest.approx(config.learning_rate * config.min_lr_ratio)
     ] * 3
     assert len(notes) == 1 and "keeps the learning-rate schedule" in notes[0]
     assert "--lr_decay_iters" in notes[0]
     config, notes = config_for_resume(saved, {"max_iters": 400, "lr_decay_iters": 400}, tmp_path)
     assert (
-        config.decay_end == 400
-        and lr_multiplier(250, config) > config.min_lr / config.learning_rate
-        and notes == []
+        config.decay_end == 400 and lr_multiplier(250, config) > config.min_lr_ratio and notes == []
     )
     assert config_for_resume(saved, {"max_iters": 100}, tmp_path)[1] == []  # nothing changed
 
 
 def test_help_after_a_config_shows_that_runs_values(capsys):
     with pytest.raises(SystemExit):
-        load_config(["--config", "tiny.yaml", "--help"])
+        from_argv(["--config", "tiny.yaml", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "context length in characters [default: 32, from tiny.yaml]" in text
     assert "[default: out/tiny, from tiny.yaml]" in text
@@ -261,7 +264,7 @@ def test_help_after_a_config_shows_that_runs_values(capsys):
     ],
 )
 def test_an_option_spelt_with_dashes_is_the_option(argv, key, value):
-    assert getattr(load_config(["--config", "tiny", *argv]).config, key) == value
+    assert getattr(from_argv(["--config", "tiny", *argv]).config, key) == value
 
 
 @pytest.mark.parametrize(
@@ -270,7 +273,7 @@ def test_an_option_spelt_with_dashes_is_the_option(argv, key, value):
 )
 def test_a_misspelt_option_is_answered_in_the_users_spelling(typo, suggestion):
     with pytest.raises(ConfigError, match=re.escape(suggestion)):
-        load_config([typo, "1e-3"])
+        from_argv([typo, "1e-3"])
 
 
 def test_out_dir_auto_names_a_new_run_by_config_options_and_time():
@@ -281,7 +284,7 @@ def test_out_dir_auto_names_a_new_run_by_config_options_and_time():
     when = datetime.datetime(2026, 12, 4, 21, 45, 3)
     name = auto_out_dir(Path("configs/small.yaml"), {"n_head": 4, "lr_schedule": "wsd"}, when)
     assert name == str(Path("out") / "small-n_head4-lr_schedulewsd-20261204-214503")
-    config = load_config(["--config", "tiny", "--n_head", "4", "--out_dir", "auto"]).config
+    config = from_argv(["--config", "tiny", "--n_head", "4", "--out_dir", "auto"]).config
     assert re.fullmatch(r"out/tiny-n_head4-\d{8}-\d{6}", Path(config.out_dir).as_posix())
     with pytest.raises(ConfigError, match="names a new run"):
-        load_config(["--resume", "--out_dir", "auto"])
+        from_argv(["--resume", "--out_dir", "auto"])

@@ -41,4 +41,4 @@ def test_the_start_up_line_says_which_precision_and_why(monkeypatch, tiny_argv, 
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_no_shipped_config_forces_a_precision_that_is_emulated_on_common_cpus(path):
-    assert load_config(["--config", str(path)]).config.dtype in ("auto", "float32")
+    assert load_config(path).config.dtype in ("auto", "float32")

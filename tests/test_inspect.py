@@ -36,9 +36,9 @@ def inspected_run(tmp_path_factory, shakespeare_path):
 
 
 @pytest.mark.e2e
-def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(inspected_run):
+def test_tensorboard_shows_attention_histograms_and_the_losses_as_one_run(inspected_run):
     runs = tensorboard_runs(inspected_run)
-    assert sorted(runs.Runs()) == [".", "train", "val", "val_exact"]
+    assert sorted(runs.Runs()) == ["."]  # one entry of the run list: one colour per run
     main = runs.GetAccumulator(".")
     assert {"self_attention/layer_0", "self_attention/layer_1"} <= set(
         main.PluginTagToContent("images")
@@ -50,19 +50,18 @@ def test_tensorboard_shows_attention_histograms_and_the_losses_one_run_each(insp
     grads = main.Tensors("weights/gradients/transformer.h.1.attn.c_attn.weight")
     assert [g.step for g in grads] == [20, 40]  # the last update's gradients; none before any
 
-    def points(run: str, tag: str = "loss") -> dict[int, float]:
-        return scalar_points(inspected_run, run, tag)
+    def points(tag: str) -> dict[int, float]:
+        return scalar_points(inspected_run, tag)
 
-    assert list(points("train")) == list(points("val")) == [0, 20, 40]
-    assert list(points("train", "loss/batch")) == [10, 20, 30, 40]
-    exact = points("val_exact")
-    assert list(exact) == [40] and abs(exact[40] - points("val")[40]) < 0.15
-    # CUSTOM SCALARS: one chart matches `loss` alone, in all three runs (a colour each)
+    assert list(points("loss/train")) == list(points("loss/val")) == [0, 10, 20, 30, 40]
+    assert list(points("loss/train_batch")) == [10, 20, 30, 40]
+    exact = points("loss/val_exact")
+    assert list(exact) == [40] and abs(exact[40] - points("loss/val")[40]) < 0.15
+    # CUSTOM SCALARS: one chart draws the run's three losses, and nothing else
     chart = main.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0]
     pattern = Layout.FromString(chart).category[0].chart[0].multiline.tag
-    matched = [(run, t) for run in runs.Runs() for t in runs.GetAccumulator(run).Tags()["tensors"]
-               if any(re.search(p, t) for p in pattern)]  # fmt: skip
-    assert sorted(matched) == [("train", "loss"), ("val", "loss"), ("val_exact", "loss")]
+    matched = [t for t in main.Tags()["tensors"] if any(re.search(p, t) for p in pattern)]
+    assert sorted(matched) == ["loss/train", "loss/val", "loss/val_exact"]
 
 
 @pytest.mark.e2e
@@ -81,13 +80,12 @@ def test_the_loss_section_comes_first_and_every_scalar_has_a_description(inspect
 
 
 @pytest.mark.e2e
-def test_hparams_read_each_loss_from_its_own_run(inspected_run):
+def test_hparams_compare_runs_by_their_losses(inspected_run):
     main = tensorboard_runs(inspected_run).GetAccumulator(".")
     content = main.SummaryMetadata("_hparams_/experiment").plugin_data.content
     metrics = HParamsPluginData.FromString(content).experiment.metric_infos
-    assert [(m.name.group, m.name.tag) for m in metrics] == [
-        ("val", "loss"), ("val_exact", "loss"), ("train", "loss"),
-    ]  # fmt: skip
+    assert [m.name.tag for m in metrics] == ["loss/val", "loss/val_exact", "loss/train"]
+    assert all(tag in main.Tags()["tensors"] for tag in [m.name.tag for m in metrics])
 
 
 @pytest.mark.e2e
@@ -169,13 +167,18 @@ def test_a_probe_with_unknown_characters_is_a_config_error_before_training(tiny_
 
 @pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no Chromium installed")
-def test_tensorboard_itself_opens_on_the_loss_chart_with_a_run_per_loss(inspected_run):
-    """TensorBoard serving the run, its landing page (TIME SERIES) in headless Chromium: the
-    first section is `loss`, its first chart `loss`, drawn for train, val and val_exact."""
+def test_tensorboard_itself_opens_on_the_loss_charts_with_one_entry_per_run(
+    inspected_run, tmp_path
+):
+    """TensorBoard serving two runs, its landing page (TIME SERIES) in headless Chromium: the
+    first section is `loss`, its first chart the training loss, and each run is one entry of
+    the run list (one colour on every chart)."""
     playwright = pytest.importorskip("playwright.sync_api")
     from make_screenshots import serve_tensorboard
 
-    with serve_tensorboard(inspected_run) as address, playwright.sync_playwright() as p:
+    for name in ("first", "second"):
+        shutil.copytree(inspected_run, tmp_path / name)
+    with serve_tensorboard(tmp_path) as address, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.goto(f"{address}/?forceSVG=true")
@@ -183,9 +186,11 @@ def test_tensorboard_itself_opens_on_the_loss_chart_with_a_run_per_loss(inspecte
         sections = page.eval_on_selector_all(".group-title", "s => s.map(e => e.textContent)")
         assert [s.strip() for s in sections[:3]] == ["Pinned", "loss", "optimizer"]
         first = page.locator("card-view").first
-        first.locator("text=val_exact").wait_for(timeout=30_000)  # the data table's rows
+        first.locator("text=second").first.wait_for(timeout=30_000)  # the data table's rows
         text = first.inner_text()
-        lines = text.split("\n")  # the title, as "loss" or "loss" then "/batch"; then the chart
-        assert lines[0] == "loss" and not lines[1].startswith("/"), text[:80]
-        assert all(run in lines for run in ("train", "val", "val_exact")), text
+        assert text.split("\n")[:2] == ["loss", "/train"], text[:80]
+        runs = page.eval_on_selector_all(
+            "runs-selector tb-data-table-content-row", "rows => rows.map(r => r.textContent)"
+        )
+        assert len(runs) == 2 and "first" in runs[0] and "second" in runs[1], runs
         browser.close()

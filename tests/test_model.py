@@ -9,6 +9,7 @@ import pytest
 import torch
 from helpers import tiny_gpt_config
 
+from infra.errors import ConfigError
 from model import GPT, GPTConfig
 from model.gpt import CausalSelfAttention
 
@@ -139,9 +140,9 @@ def test_parameter_count_matches_the_architecture():
 
 
 def test_impossible_configurations_are_clear_errors():
-    with pytest.raises(ValueError, match="divisible by n_head"):
+    with pytest.raises(ConfigError, match="divisible by n_head"):
         GPTConfig(n_embd=30, n_head=4)
-    with pytest.raises(ValueError, match="dropout"):
+    with pytest.raises(ConfigError, match="dropout"):
         GPTConfig(dropout=1.0)
     model = GPT(tiny_gpt_config())
     with pytest.raises(ValueError, match="longer than block_size 16"):

@@ -158,10 +158,10 @@ def test_muon_state_moves_between_torch_muon_and_fp32():
 
 def test_each_optimizer_runs_the_schedule_at_its_own_peak_rate(tiny_config, shakespeare):
     """The rates the optimizers hold during each step, against the schedule written out: a linear
-    warm-up over 4 steps from peak/5, then a straight line down to min_lr/learning_rate of the
-    peak at step 10 (both optimizers; Muon's peak is muon_lr)."""
+    warm-up over 4 steps from peak/5, then a straight line down to min_lr_ratio of the peak at
+    step 10 (both optimizers; Muon's peak is muon_lr_ratio times learning_rate)."""
     config = tiny_config(
-        optimizer="muon", learning_rate=1e-3, min_lr=1e-4, muon_lr=0.05, warmup_iters=4,
+        optimizer="muon", learning_rate=1e-3, min_lr_ratio=0.1, muon_lr_ratio=50, warmup_iters=4,
         lr_schedule="linear", max_iters=10,
     )  # fmt: skip
     trainer = Trainer(config, cpu(), shakespeare)

@@ -18,6 +18,7 @@ from helpers import ROOT, flags, run, scalar_points
 
 import train
 from checkpoint import load_checkpoint, save_checkpoint
+from training.command_line import parse_command_line
 from training.trainer import Trainer
 
 
@@ -55,8 +56,8 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert state_a["iter_num"] == state_b["iter_num"] == 20
     for name, tensor in state_a["model"].items():
         assert torch.equal(tensor, state_b["model"][name]), name
-    for sub_run, tag in (("train", "loss/batch"), ("val", "loss"), (".", "optimizer/lr")):
-        assert scalar_points(a, sub_run, tag) == scalar_points(b, sub_run, tag), (sub_run, tag)
+    for tag in ("loss/train_batch", "loss/val", "optimizer/lr"):
+        assert scalar_points(a, tag) == scalar_points(b, tag), tag
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +95,14 @@ def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
     logged them. The resumed run redoes them; TensorBoard shows each step once, the new values."""
     original_step = Trainer.train_step
 
-    def crash_at_13(self, batches):
+    def crash_at_13(self, batches=None):
         if self.iter_num == 13:
             raise RuntimeError("simulated crash")
         return original_step(self, batches)
 
     monkeypatch.setattr(Trainer, "train_step", crash_at_13)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train.train(tiny_argv(*RESUME_RUN, out="crashed"))
+        train.train(**parse_command_line(tiny_argv(*RESUME_RUN, out="crashed")))
     monkeypatch.setattr(Trainer, "train_step", original_step)
     assert load_checkpoint(tmp_path / "crashed" / "last.pt")["iter_num"] == 10
     wait_for_the_next_second()
@@ -250,13 +251,18 @@ FIXTURE_V1 = ROOT / "tests" / "fixtures" / "checkpoint_v1.pt"  # written by trai
 @pytest.mark.e2e
 def test_a_checkpoint_of_the_previous_format_samples_and_resumes(tiny_argv, tmp_path):
     """tests/fixtures/checkpoint_v1.pt was written by the code before format 2 (a 1-layer,
-    16-channel tiny.yaml run with Muon, 4 iterations). It loads, upgraded; it resumes."""
+    16-channel tiny.yaml run with Muon, 4 iterations). It loads, upgraded (its floor and Muon's
+    rate, rates then, become ratios of learning_rate); it resumes on the same schedule."""
     from checkpoint import CHECKPOINT_VERSION, load_checkpoint, load_model
 
     raw = torch.load(FIXTURE_V1, weights_only=True)
     assert raw["format_version"] == 1
     upgraded = load_checkpoint(FIXTURE_V1)
-    assert upgraded["format_version"] == CHECKPOINT_VERSION == 2
+    assert upgraded["format_version"] == CHECKPOINT_VERSION == 3
+    old, new = raw["config"], upgraded["config"]
+    assert "min_lr" not in new and "muon_lr" not in new
+    assert new["min_lr_ratio"] * new["learning_rate"] == pytest.approx(old["min_lr"])
+    assert new["muon_lr_ratio"] * new["learning_rate"] == pytest.approx(old["muon_lr"])
     model, tokenizer = load_model(FIXTURE_V1)
     assert tokenizer.vocab_size == 65 and model.config.n_embd == 16
     # the layout before Muon: one optimizer's state dict, no eval_losses

@@ -20,7 +20,7 @@ def get_lr(it: int, config: TrainConfig) -> float:
 def config(schedule: str, **kw) -> TrainConfig:
     values = dict(
         learning_rate=LR,
-        min_lr=MIN,
+        min_lr_ratio=MIN / LR,
         warmup_iters=100,
         lr_decay_iters=1100,
         max_iters=2000,

@@ -13,6 +13,7 @@ from helpers import run, start_training
 
 import train
 from checkpoint import load_checkpoint
+from training.command_line import parse_command_line
 from training.stopping import NonFiniteLoss
 
 
@@ -28,7 +29,7 @@ def test_sigint_saves_last_checkpoint_and_resume_continues(tiny_argv, tmp_path):
     stopped_at = load_checkpoint(tmp_path / "run" / "last.pt")["iter_num"]
     assert 5 <= stopped_at < 100000
     # the hint is a command that works when pasted (here with a nearer end than 100000)
-    pasted = shlex.split(err.split("Continue with: ")[1])
+    pasted = shlex.split(err.split("Continue with: ")[1].split(" (in Python:")[0])
     assert pasted[:3] == ["python", "train.py", "--resume"]
     resumed = run([sys.executable, *pasted[1:], "--max_iters", str(stopped_at + 5)])
     assert resumed.returncode == 0, resumed.stderr
@@ -53,7 +54,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_argv, tmp_pat
 
     monkeypatch.setattr(GPT, "forward", goes_nan_after_25_steps)
     with pytest.raises(NonFiniteLoss):
-        train.train(tiny_argv("--log_interval", "1"))
+        train.train(**parse_command_line(tiny_argv("--log_interval", "1")))
     calls["n"] = 0
     assert train.main(tiny_argv("--log_interval", "1", "--overwrite")) == 1
     good = load_checkpoint(tmp_path / "run" / "last.pt")

@@ -17,7 +17,9 @@ from helpers import flags, scalar_points, tensorboard_runs
 import train
 from checkpoint import load_checkpoint
 from infra.device import Runtime
-from training.evaluation import estimate_loss
+from training.evaluation import estimate_loss, probe_pictures
+from training.logger import Logger
+from training.run import Run
 from training.trainer import Trainer
 
 
@@ -26,14 +28,14 @@ def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tm
     assert train.main(tiny_argv()) == 0
     run_dir = tmp_path / "run"
     runs = tensorboard_runs(run_dir)
-    assert sorted(runs.Runs()) == [".", "train", "val", "val_exact"]  # no stray runs
+    assert sorted(runs.Runs()) == ["."]  # the run is one run of TensorBoard's, no stray ones
     tags = runs.GetAccumulator(".").Tags()["tensors"]
     for tag in ("optimizer/lr", "optimizer/grad_norm", "speed/tokens_per_sec"):
         assert tag in tags, tag
     assert "sample/text_summary" in tags
     assert "_hparams_/experiment" in runs.GetAccumulator(".").PluginTagToContent("hparams")
-    val = scalar_points(run_dir, "val", "loss")
-    assert list(val) == [0, 20, 40, 60]
+    val = scalar_points(run_dir, "loss/val")
+    assert list(val) == [0, 10, 20, 30, 40, 50, 60]
     assert all(math.isfinite(v) for v in val.values())
     assert val[60] < val[20] < val[0]
     assert abs(val[0] - math.log(65)) < 0.1
@@ -89,9 +91,9 @@ def test_gradient_accumulation_equals_one_larger_batch(tiny_config, shakespeare)
 def test_validation_windows_are_the_same_at_every_evaluation(tiny_config, shakespeare):
     config, runtime = tiny_config(), Runtime(torch.device("cpu"), torch.float32)
     model = Trainer(config, runtime, shakespeare).model
-    first = estimate_loss(model, model, shakespeare, config, runtime)
-    assert first == estimate_loss(model, model, shakespeare, config, runtime)
-    assert estimate_loss(model, model, shakespeare, replace(config, seed=7), runtime) != first
+    first = estimate_loss(model, shakespeare, config, runtime)
+    assert first == estimate_loss(model, shakespeare, config, runtime)
+    assert estimate_loss(model, shakespeare, replace(config, seed=7), runtime) != first
 
 
 @pytest.mark.e2e
@@ -121,7 +123,9 @@ def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     def fit(interactive: bool) -> tuple[str, str]:
         config = tiny_config(max_iters=20, eval_interval=10, log_interval=5)
         runtime = Runtime(torch.device("cpu"), torch.float32)
-        train.loop(Trainer(config, runtime, shakespeare, console=Console(interactive=interactive)))
+        trainer = Trainer(config, runtime, shakespeare, console=Console(interactive=interactive))
+        run = Run(config, trainer.model, shakespeare.tokenizer, [])
+        train.loop(trainer, Logger(), probe_pictures(config, shakespeare), run, hooks=[])
         captured = capsys.readouterr()
         return captured.out, captured.err
 
@@ -148,7 +152,7 @@ def test_loss_points_between_evaluations_add_no_checkpoint(tiny_argv, tmp_path, 
     argv = tiny_argv("--max_iters", "20", "--eval_interval", "10", "--loss_interval", "4")
     assert train.main(argv) == 0
     for split in ("train", "val"):  # both losses at every 4th iteration, and at evaluations
-        assert list(scalar_points(tmp_path / "run", split, "loss")) == [0, 4, 8, 10, 12, 16, 20]
+        assert list(scalar_points(tmp_path / "run", f"loss/{split}")) == [0, 4, 8, 10, 12, 16, 20]
     assert saved == [10, 20]
 
 
@@ -160,9 +164,9 @@ def test_a_tensorboard_write_that_fails_is_one_warning_and_training_goes_on(tmp_
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "events"))
 
-    logger.writers[""].file_writer.add_summary = disk_full
+    logger.writer.file_writer.add_summary = disk_full
     logger.scalar("lr", 1.0, 0)
-    logger.scalar("loss/val", 0.5, 1)  # no second warning, no exception
+    logger.scalar("val_loss", 0.5, 1)  # no second warning, no exception
     logger.flush()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk full" in err and "training goes on" in err

@@ -1,9 +1,10 @@
-"""From train.py's command line to a run's config: `load_config(argv)`.
+"""From train()'s arguments, or train.py's command line, to a run's config.
 
-Settings are defaults < the YAML config file (a path, or a name in configs/) < the command line;
-every option is a key of TrainConfig, and every value is read into its key's type here, once. A
-resume names a run instead: its checkpoint's config, with the command line on top
-(`config_for_resume`, called by training/rundir.py).
+Settings are defaults < the YAML config file (a path, or a name in configs/) < the keys given
+(keyword arguments of train(), or options on the command line, which `parse_command_line` turns
+into those arguments); every value is read into its key's type here, once. A resume names a run
+instead: its checkpoint's config, with the keys given on top (`config_for_resume`, called by
+training/rundir.py).
 """
 
 from __future__ import annotations
@@ -70,37 +71,15 @@ def default_out_dir(config_path: Path, file_values: dict[str, Any]) -> str:
 AUTO_OUT_DIR = "auto"
 
 
-def auto_out_dir(config_path: Path, cli_values: dict[str, Any], now: datetime.datetime) -> str:
-    """out/<config>-<the options changed on the command line>-<date and time>: a new directory
+def auto_out_dir(config_path: Path, settings: dict[str, Any], now: datetime.datetime) -> str:
+    """out/<config>-<the settings given beside the config file>-<date and time>: a new directory
     for every run, whose name says what it tried (`--out_dir auto`)."""
     changed = "".join(
         f"-{key}{re.sub(r'[^A-Za-z0-9.]', '', str(value))}"
-        for key, value in cli_values.items()
+        for key, value in settings.items()
         if key != "out_dir"
     )
     return str(Path("out") / f"{config_path.stem}{changed}-{now:%Y%m%d-%H%M%S}")
-
-
-def _config_from(
-    config_path: Path, file_values: dict[str, Any], cli_values: dict[str, Any]
-) -> TrainConfig:
-    values = {**file_values, **cli_values}
-    values["out_dir"] = values.get("out_dir") or default_out_dir(config_path, file_values)
-    if values["out_dir"] == AUTO_OUT_DIR:
-        values["out_dir"] = auto_out_dir(config_path, cli_values, datetime.datetime.now())
-    source = str(config_path) if not cli_values else f"{config_path} with the command line"
-    return checked_config(values, source)
-
-
-@dataclass(frozen=True)
-class TrainArgs:
-    """What the command line asked for."""
-
-    config: TrainConfig | None  # the run's config; None on --resume (the checkpoint holds it)
-    config_name: str
-    cli_values: dict[str, Any]  # the keys set on the command line, applied again on --resume
-    resume: str | None  # None: a fresh run; else the checkpoint or run directory to continue
-    overwrite: bool
 
 
 def build_parser(shown: dict[str, Any] | None = None, source: str = "") -> Parser:
@@ -150,48 +129,74 @@ def _given_config(argv: Sequence[str]) -> str | None:
     return None
 
 
-def load_config(argv: Sequence[str] | None = None) -> TrainArgs:
-    """The command line (sys.argv's when argv is None) and the config file it names, read and
-    checked: a fresh run's whole config, or what a resume asks for (the checkpoint holds the rest:
-    training/rundir.py's prepare_run)."""
+@dataclass(frozen=True)
+class TrainArgs:
+    """What a run was asked for: train()'s arguments, read and checked."""
+
+    config: TrainConfig | None  # the run's config; None on resume (the checkpoint holds it)
+    config_name: str
+    settings: dict[str, Any]  # the keys given beside the config file, applied again on resume
+    resume: str | None  # None: a fresh run; else the checkpoint or run directory to continue
+    overwrite: bool
+
+
+def load_config(
+    config: str | Path | None = None,
+    resume: str | Path | bool | None = None,
+    overwrite: bool = False,
+    **settings: Any,
+) -> TrainArgs:
+    """train()'s arguments, read and checked: the config file (a path, or a name in configs/)
+    with `settings` (keys of TrainConfig) on top, or, on resume (True: the run in out_dir; or a
+    checkpoint or run directory), what the resume asks for; the checkpoint holds the rest
+    (training/rundir.py's prepare_run). A mistake is a ConfigError, before any work."""
+    settings = {key: coerce(key, value, "train()") for key, value in settings.items()}
+    config_path = file_values = None
+    if config is not None or not resume:
+        config_path = find_config_file(str(config or DEFAULT_CONFIG))
+        file_values = read_config_file(config_path)
+    name = config_path.stem if config_path else Path(DEFAULT_CONFIG).stem
+    if not resume:
+        values = {**file_values, **settings}
+        values["out_dir"] = values.get("out_dir") or default_out_dir(config_path, file_values)
+        if values["out_dir"] == AUTO_OUT_DIR:
+            values["out_dir"] = auto_out_dir(config_path, settings, datetime.datetime.now())
+        source = f"{config_path} with the settings given" if settings else str(config_path)
+        return TrainArgs(checked_config(values, source), name, settings, None, overwrite)
+    if settings.get("out_dir") == AUTO_OUT_DIR:
+        raise ConfigError(
+            "out_dir auto names a new run; to continue one, give its directory: --resume out/NAME"
+        )
+    if resume is True:  # the run in out_dir
+        resume = settings.get("out_dir") or (
+            default_out_dir(config_path, file_values) if config_path else f"out/{name}"
+        )
+    return TrainArgs(None, name, settings, str(resume), overwrite)
+
+
+def parse_command_line(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """train.py's command line (sys.argv's when argv is None) as the arguments of train():
+    config, resume, overwrite and the keys given. --help lists every key with the value the
+    config named before it would use."""
     argv = list(sys.argv[1:] if argv is None else argv)
     given = _given_config(argv)
-    config_path = file_values = None
+    shown, source = None, ""
     if given is not None or "--resume" not in argv:
         config_path = find_config_file(given or DEFAULT_CONFIG)
         file_values = read_config_file(config_path)
-    shown = None
-    if file_values is not None:
         shown = {**file_values, "out_dir": default_out_dir(config_path, file_values)}
-    namespace = build_parser(shown, config_path.name if config_path else "").parse(argv)
-    cli_values = fields_of(TrainConfig, namespace)
-    config_name = config_path.stem if config_path else Path(DEFAULT_CONFIG).stem
-    config, resume = None, namespace.resume
-    if resume is None:
-        config = _config_from(config_path, file_values, cli_values)
-    elif cli_values.get("out_dir") == AUTO_OUT_DIR:
-        raise ConfigError(
-            "command line: --out_dir auto names a new run; to continue one, give its directory: "
-            "--resume out/NAME"
-        )
-    elif resume == "":  # the run in out_dir
-        if cli_values.get("out_dir"):
-            resume = cli_values["out_dir"]
-        elif config_path is not None:
-            resume = default_out_dir(config_path, file_values)
-        else:
-            resume = str(Path("out") / config_name)
-    return TrainArgs(
-        config=config,
-        config_name=config_name,
-        cli_values=cli_values,
-        resume=resume,
-        overwrite=namespace.overwrite,
-    )
+        source = config_path.name
+    namespace = build_parser(shown, source).parse(argv)
+    resume = True if namespace.resume == "" else namespace.resume
+    return dict(
+        config=given, resume=resume, overwrite=namespace.overwrite,
+        **fields_of(TrainConfig, namespace),
+    )  # fmt: skip
 
 
 def coerce(key: Any, value: Any, source: str) -> Any:
-    """value (from YAML, or a command-line string) as the type of `key`, or a ConfigError."""
+    """value (from YAML, Python, or a command-line string) as the type of `key`, or a
+    ConfigError."""
     if not isinstance(key, str):  # YAML reads `1: 2` as the number 1
         raise ConfigError(f"{source}: unknown key {key!r}: keys are names, like n_layer")
     if key not in KEYS:
@@ -208,9 +213,7 @@ def build_config(values: dict[str, Any], source: str) -> TrainConfig:
 
 
 def checked_config(typed: dict[str, Any], source: str) -> TrainConfig:
-    """A TrainConfig from values already of their keys' types (a config file's, read by
-    read_config_file, and the command line's, converted by its parser), checked by
-    TrainConfig itself."""
+    """A TrainConfig from values already of their keys' types, checked by TrainConfig itself."""
     try:
         return TrainConfig(**typed)
     except ConfigError as e:
@@ -218,43 +221,43 @@ def checked_config(typed: dict[str, Any], source: str) -> TrainConfig:
 
 
 def config_for_resume(
-    saved: dict[str, Any], cli_values: dict[str, Any], run_dir: Path
+    saved: dict[str, Any], settings: dict[str, Any], run_dir: Path
 ) -> tuple[TrainConfig, list[str]]:
-    """The configuration of a resumed run: the checkpoint's own, with the command line on top,
+    """The configuration of a resumed run: the checkpoint's own, with the settings given on top,
     and notes for the user on what the resume keeps. The run stays in the directory it was
     resumed from unless --out_dir says otherwise.
 
     A longer (or shorter) max_iters keeps the learning-rate schedule that was running: its
-    decay still ends where it did (lr_decay_iters is pinned to the old end), unless the command
-    line sets lr_decay_iters itself. Stretching the schedule would jump the rate of a finished
-    run from min_lr back up towards its peak."""
+    decay still ends where it did (lr_decay_iters is pinned to the old end), unless the settings
+    give lr_decay_iters themselves. Stretching the schedule would jump the rate of a finished
+    run from its floor back up towards its peak."""
     for key in FIXED_ON_RESUME:
-        if key in cli_values and cli_values[key] != saved.get(key):
+        if key in settings and settings[key] != saved.get(key):
             raise ConfigError(
-                f"command line: {key} cannot change when resuming (the checkpoint has "
-                f"{saved.get(key)!r}, the command line asks for {cli_values[key]!r})"
+                f"{key} cannot change when resuming (the checkpoint has {saved.get(key)!r}, "
+                f"{settings[key]!r} was given)"
             )
     known = {key: value for key, value in saved.items() if key in KEYS}
     for key in DATA_PATH_KEYS:  # never followed from a checkpoint: the user names them
         named = known.pop(key, "")
-        if named and key not in cli_values:
+        if named and key not in settings:
             raise ConfigError(
-                f"command line: the run read its data with {key} {str(named)!r}; a resume takes "
-                f"paths only from you: add --{key} {shlex.quote(str(named))}"
+                f"the run read its data with {key} {str(named)!r}; a resume takes paths only "
+                f"from you: add --{key} {shlex.quote(str(named))} (in Python, {key}=...)"
             )
-    values = {**known, "out_dir": str(run_dir), **cli_values}
+    values = {**known, "out_dir": str(run_dir), **settings}
     notes = []
-    old_iters, new_iters = known.get("max_iters"), cli_values.get("max_iters")
+    old_iters, new_iters = known.get("max_iters"), settings.get("max_iters")
     if (
         new_iters is not None
         and new_iters != old_iters
-        and "lr_decay_iters" not in cli_values
+        and "lr_decay_iters" not in settings
         and known.get("lr_decay_iters") is None
     ):
         values["lr_decay_iters"] = old_iters
         notes.append(
             f"note: max_iters {old_iters} -> {new_iters} keeps the learning-rate schedule that "
-            f"was running: its decay still ends at iteration {old_iters} (then min_lr "
-            f"{known.get('min_lr')}); give --lr_decay_iters N to change that"
+            f"was running: its decay still ends at iteration {old_iters}, then stays at its "
+            "floor; give --lr_decay_iters N to change that"
         )
-    return build_config(values, "checkpoint config with the command line"), notes
+    return build_config(values, "checkpoint config with the settings given"), notes

@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from data import DATASETS
-from infra.cli import check_choices, option
+from infra.cli import option, require
 from infra.device import DEFAULT_DIST_TIMEOUT, DTYPE_NAMES, is_device_name
-from infra.errors import ConfigError
 from model import GPTConfig
 
 MAX_DIST_TIMEOUT = 365 * 24 * 3600.0  # torch keeps the timeout as a timedelta: it must fit
@@ -69,8 +68,12 @@ class TrainConfig(GPTConfig):
         "adamw, or muon: Muon for the matrices inside the blocks, AdamW for the rest",
         choices=OPTIMIZERS,
     )
-    learning_rate: float = option(1e-3, "peak learning rate (of AdamW)")
-    min_lr: float = option(1e-4, "the rate after decay, and its floor")
+    learning_rate: float = option(
+        1e-3, "peak learning rate of the whole model: AdamW's, and Muon's times muon_lr_ratio"
+    )
+    min_lr_ratio: float = option(
+        0.1, "the rate after decay, and its floor, as a fraction of the peak"
+    )
     lr_schedule: str = option(
         "cosine",
         "constant, linear, cosine or wsd (warm-up, stable, decay)",
@@ -83,7 +86,9 @@ class TrainConfig(GPTConfig):
     weight_decay: float = option(0.1, "weight decay, on matrices only")
     beta1: float = option(0.9, "AdamW beta1")
     beta2: float = option(0.99, "AdamW beta2")
-    muon_lr: float = option(0.02, "muon only: Muon's peak learning rate, on the same schedule")
+    muon_lr_ratio: float = option(
+        20.0, "muon only: Muon's rate as a multiple of learning_rate (its updates are normalised)"
+    )
     muon_momentum: float = option(0.95, "muon only: Muon's momentum (Nesterov)")
     grad_clip: float = option(1.0, "clip the gradient norm to this (0: no clipping)")
     gradient_accumulation_steps: int = option(
@@ -117,68 +122,40 @@ class TrainConfig(GPTConfig):
     tensorboard: bool = option(True, "write TensorBoard event files into out_dir")
 
     def __post_init__(self) -> None:
-        try:
-            super().__post_init__()  # the model's keys, checked by the model's config
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        super().__post_init__()  # the model's keys, and every key's choices
 
-        def require(ok: bool, key: str, message: str) -> None:
-            if not ok:
-                raise ConfigError(f"{key}: {message}, got {getattr(self, key)!r}")
+        def check(ok: bool, key: str, message: str) -> None:
+            require(ok, self, key, message)
 
-        check_choices(self)  # dataset, dtype, lr_schedule (the model's were checked above)
-        require(
-            self.dataset != "text" or bool(self.data_path),
-            "data_path",
-            "dataset 'text' needs a data_path",
-        )
-        require(is_device_name(self.device), "device", "must be auto, cpu, cuda, cuda:N or mps")
-        for key in (
-            "batch_size",
-            "max_iters",
-            "gradient_accumulation_steps",
-            "eval_interval",
-            "eval_iters",
-            "log_interval",
-        ):
-            require(getattr(self, key) >= 1, key, "must be at least 1")
-        require(self.learning_rate > 0, "learning_rate", "must be positive")
-        require(
-            0.0 <= self.min_lr <= self.learning_rate,
-            "min_lr",
-            f"must be between 0 and learning_rate ({self.learning_rate})",
-        )
-        require(self.warmup_iters >= 0, "warmup_iters", "must not be negative")
-        require(
+        check(self.dataset != "text" or bool(self.data_path), "data_path",
+              "dataset 'text' needs a data_path")  # fmt: skip
+        check(is_device_name(self.device), "device", "must be auto, cpu, cuda, cuda:N or mps")
+        for key in ("batch_size", "max_iters", "gradient_accumulation_steps", "eval_interval",
+                    "eval_iters", "log_interval"):  # fmt: skip
+            check(getattr(self, key) >= 1, key, "must be at least 1")
+        for key in ("warmup_iters", "weight_decay", "grad_clip", "sample_chars", "loss_interval",
+                    "exact_max_chars"):  # fmt: skip
+            check(getattr(self, key) >= 0, key, "must not be negative")
+        for key in ("learning_rate", "muon_lr_ratio"):
+            check(getattr(self, key) > 0, key, "must be positive")
+        for key in ("min_lr_ratio", "cooldown_frac"):
+            check(0.0 <= getattr(self, key) <= 1.0, key, "must be in [0, 1]")
+        for key in ("beta1", "beta2", "muon_momentum"):
+            check(0.0 <= getattr(self, key) < 1.0, key, "must be in [0, 1)")
+        check(
             self.decay_end >= self.warmup_iters,
             "lr_decay_iters" if self.lr_decay_iters is not None else "max_iters",
             f"must not be less than warmup_iters ({self.warmup_iters})",
         )
-        require(0.0 <= self.cooldown_frac <= 1.0, "cooldown_frac", "must be in [0, 1]")
-        require(self.weight_decay >= 0, "weight_decay", "must not be negative")
-        require(0.0 <= self.beta1 < 1.0, "beta1", "must be in [0, 1)")
-        require(0.0 <= self.beta2 < 1.0, "beta2", "must be in [0, 1)")
-        require(self.muon_lr > 0, "muon_lr", "must be positive")
-        require(0.0 <= self.muon_momentum < 1.0, "muon_momentum", "must be in [0, 1)")
-        require(self.grad_clip >= 0, "grad_clip", "must not be negative")
-        require(
-            0 < self.dist_timeout <= MAX_DIST_TIMEOUT,
-            "dist_timeout",
-            f"must be positive and at most {MAX_DIST_TIMEOUT:,.0f} seconds (a year)",
-        )
-        require(0 <= self.seed < 2**63, "seed", "must be between 0 and 2**63 - 1")
-        require(self.sample_chars >= 0, "sample_chars", "must not be negative")
-        require(self.loss_interval >= 0, "loss_interval", "must not be negative")
-        require(self.exact_max_chars >= 0, "exact_max_chars", "must not be negative")
-        require(
-            len(self.probe_text) <= self.block_size,
-            "probe_text",
-            f"must be at most block_size ({self.block_size}) characters",
-        )
+        check(0 < self.dist_timeout <= MAX_DIST_TIMEOUT, "dist_timeout",
+              f"must be positive and at most {MAX_DIST_TIMEOUT:,.0f} seconds (a year)")  # fmt: skip
+        check(0 <= self.seed < 2**63, "seed", "must be between 0 and 2**63 - 1")
+        check(len(self.probe_text) <= self.block_size, "probe_text",
+              f"must be at most block_size ({self.block_size}) characters")  # fmt: skip
 
     @property
     def decay_end(self) -> int:
-        """The iteration where the learning rate reaches min_lr."""
+        """The iteration where the learning rate reaches its floor (min_lr_ratio of the peak)."""
         return self.max_iters if self.lr_decay_iters is None else self.lr_decay_iters
 
     def model_config(self, vocab_size: int) -> GPTConfig:

@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from infra.device import DEFAULT_DIST_TIMEOUT, Runtime, setup_runtime, teardown_runtime
 from infra.errors import RunDirError, UserError
-from training.rng import rng_state
+from training.rng import RandomStreams
 
 # How gloo, NCCL and DDP say that another process stopped answering or went away.
 PEERS_LOST = ("Timed out", "timed out", "timeout", "Connection closed", "Connection reset")
@@ -69,17 +69,12 @@ class StepReport:
 
 
 def agree_at_log_point(
-    loss: torch.Tensor, grad_norm: torch.Tensor, signum: int | None, rt: Runtime
+    loss: torch.Tensor, grad_norm: torch.Tensor, stop_asked: bool, rt: Runtime
 ) -> StepReport:
     """Every rank calls this at the same iteration: the step's loss and gradient norm averaged
     over ranks, and whether any rank was asked to stop, in one all-reduce."""
-    stats = torch.stack(
-        [
-            loss.float(),
-            grad_norm.float(),
-            torch.tensor(float(signum is not None), device=loss.device),
-        ]
-    )
+    asked = torch.tensor(float(stop_asked), device=loss.device)
+    stats = torch.stack([loss.float(), grad_norm.float(), asked])
     if rt.distributed:
         dist.all_reduce(stats)
         stats[:2] /= rt.world_size
@@ -105,9 +100,9 @@ def decided_by_rank0(rt: Runtime, out_dir: Path, action: Callable[[], Any]) -> A
     return result
 
 
-def all_rng_states(rt: Runtime, batches: torch.Generator) -> list[dict[str, torch.Tensor | None]]:
-    """Every rank's RNG state, in rank order (a collective under DDP: all ranks call it)."""
-    state = rng_state(rt.device, batches)
+def all_rng_states(rt: Runtime, streams: RandomStreams) -> list[dict[str, torch.Tensor | None]]:
+    """Every rank's random streams, in rank order (a collective under DDP: all ranks call it)."""
+    state = streams.state_dict()
     if not rt.distributed:
         return [state]
     states: list[Any] = [None] * rt.world_size

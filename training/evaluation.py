@@ -1,62 +1,96 @@
-"""What the trainer measures at each evaluation: the loss on fixed windows of each split, a short
-sample of text, and the probe text whose attention TensorBoard shows (the views themselves are
-drawn by viz/inspection.py)."""
+"""Evaluation, in one place: `evaluate` (what the loop calls every loss_interval and
+eval_interval: the losses, then a sample, TensorBoard's views inside the model and the
+checkpoint), `estimate_loss` (the losses alone, a pure function) and the probe text whose
+attention TensorBoard shows."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.distributed as dist
 
-from data import CharTokenizer, PreparedData, get_batch
+from data import PreparedData, get_batch
 from infra.device import Runtime
 from infra.errors import ConfigError
-from model import GPT, generate
+from model import evaluating, generate
 from training.config import TrainConfig
+from training.logger import Logger
 from training.rng import derived_seed
+from training.stopping import NonFiniteLoss
+from training.trainer import Trainer
+from viz.figures import AttentionPictures
+from viz.inspection import log_inside_the_model, look_inside_the_model
 
 PROBE_CHARS = 40  # the default probe's length: a label per character must stay readable
 
 
-@torch.no_grad()
-def estimate_loss(
-    model: GPT, eval_model: torch.nn.Module, data: PreparedData, config: TrainConfig, rt: Runtime
+def evaluate(
+    trainer: Trainer, logger: Logger, pictures: AttentionPictures, extras: bool = True
 ) -> dict[str, float]:
-    """Mean loss over eval_iters batches of each split, dropout off, averaged over ranks.
-    eval_model is model itself or its compiled form. The windows are the same at every
-    evaluation (a fixed seed), so the curve shows the model changing, not the sample."""
-    model.eval()
-    losses = {}
-    for split, tokens in (("train", data.train), ("val", data.val)):
-        generator = torch.Generator().manual_seed(derived_seed(config.seed, "eval", split, rt.rank))
-        total = torch.zeros((), device=rt.device)
-        for _ in range(config.eval_iters):
-            x, y = get_batch(tokens, config.batch_size, config.block_size, generator, rt.device)
-            with rt.autocast():
-                _, loss = eval_model(x, y)
-            total += loss.float()
-        if rt.distributed:
-            dist.all_reduce(total)
-        losses[split] = total.item() / (config.eval_iters * rt.world_size)
-    model.train()
+    """The evaluation at the trainer's iteration: both losses on fixed windows, printed, logged
+    and checked finite. With extras, past iteration 0 (whose model is the untrained one: its
+    sample is noise and the seed alone remakes it), also a sample of text and the views inside
+    the model for TensorBoard, and the checkpoint: last.pt, and best.pt when the validation
+    loss is the best so far. Its time is not training's (the clock is paused)."""
+    rt, cfg, step, tokenizer = trainer.runtime, trainer.config, trainer.iter_num, pictures.tokenizer
+    with trainer.clock.paused():
+        losses = estimate_loss(trainer.compiled_model, trainer.data, cfg, rt)
+        trainer.console.print(
+            f"iter {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
+        )
+        if not all(math.isfinite(v) for v in losses.values()):
+            raise NonFiniteLoss(f"evaluation at iteration {step} gave a non-finite loss")
+        logger.scalar("train_loss", losses["train"], step)
+        logger.scalar("val_loss", losses["val"], step)
+        best = trainer.record_evaluation(losses)
+        if extras and step > 0:
+            if cfg.sample_chars and rt.is_main:  # from a newline, with a fixed seed
+                start = tokenizer.encode("\n") if "\n" in tokenizer.stoi else [0]
+                seed = derived_seed(cfg.seed, "sample")
+                generator = torch.Generator(rt.device).manual_seed(seed)
+                with evaluating(trainer.model), rt.autocast():
+                    idx = torch.tensor([start], device=rt.device)
+                    out = generate(trainer.model, idx, cfg.sample_chars, generator=generator)
+                logger.text("sample", tokenizer.decode(out[0, len(start) :].tolist()), step)
+            # the previous evaluation's writes end before this one's start: at most one in memory
+            trainer.background.wait()
+            if cfg.inspect and logger.active:
+                inside = look_inside_the_model(trainer.model, pictures.ids, step)
+                trainer.background.submit(lambda: log_inside_the_model(logger, inside, pictures))
+            trainer.save(best=best)  # written in the background
+        logger.flush()
     return losses
 
 
-def sample_text(model: GPT, tokenizer: CharTokenizer, n_chars: int, seed: int, rt: Runtime) -> str:
-    """A short sample from the current model, from a newline, with a fixed seed."""
-    start = tokenizer.encode("\n") if "\n" in tokenizer.stoi else [0]
-    idx = torch.tensor([start], dtype=torch.long, device=rt.device)
-    generator = torch.Generator(device=rt.device).manual_seed(derived_seed(seed, "sample"))
-    model.eval()
-    with rt.autocast():
-        out = generate(model, idx, n_chars, generator=generator)
-    model.train()
-    return tokenizer.decode(out[0, len(start) :].tolist())
+@torch.no_grad()
+def estimate_loss(
+    model: torch.nn.Module, data: PreparedData, config: TrainConfig, rt: Runtime
+) -> dict[str, float]:
+    """Mean loss over eval_iters batches of each split, dropout off, averaged over ranks. The
+    windows are the same at every evaluation (a fixed seed), so the curve shows the model
+    changing, not the sample. model may be the GPT or its compiled form."""
+    losses = {}
+    with evaluating(model):
+        for split, tokens in (("train", data.train), ("val", data.val)):
+            seed = derived_seed(config.seed, "eval", split, rt.rank)
+            generator = torch.Generator().manual_seed(seed)
+            total = torch.zeros((), device=rt.device)
+            for _ in range(config.eval_iters):
+                x, y = get_batch(tokens, config.batch_size, config.block_size, generator, rt.device)
+                with rt.autocast():
+                    _, loss = model(x, y)
+                total += loss.float()
+            if rt.distributed:
+                dist.all_reduce(total)
+            losses[split] = total.item() / (config.eval_iters * rt.world_size)
+    return losses
 
 
-def probe_tokens(config: TrainConfig, data: PreparedData) -> list[int]:
-    """The probe text's tokens: config.probe_text, or by default the start of the first line of
-    the validation split that has at least 24 characters (its length is checked by the config).
-    Characters the data does not have are a ConfigError that names them."""
+def probe_pictures(config: TrainConfig, data: PreparedData) -> AttentionPictures:
+    """TensorBoard's attention pictures over the probe text: config.probe_text, or by default the
+    start of the first line of the validation split that has at least 24 characters (its length
+    is checked by the config). Characters the data does not have are a ConfigError."""
     tokenizer, text = data.tokenizer, config.probe_text
     if not text:
         lines = tokenizer.decode(data.val[:5000].tolist()).split("\n")
@@ -66,4 +100,4 @@ def probe_tokens(config: TrainConfig, data: PreparedData) -> list[int]:
     if unknown:
         shown = ", ".join(repr(c) for c in unknown)
         raise ConfigError(f"probe_text: {shown} not in the vocabulary of the data")
-    return tokenizer.encode(text)
+    return AttentionPictures(tokenizer.encode(text), tokenizer)

@@ -1,5 +1,6 @@
-"""Where training's metrics go: one small interface (`Logger`) with a TensorBoard implementation
-and a no-op one. What a person reads in the terminal is training/console.py."""
+"""Where training's numbers go: `Logger` keeps every scalar in a history train() returns, and
+`TensorBoardLogger` writes everything for TensorBoard too. What a person reads in the terminal is
+training/console.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,75 +22,88 @@ from viz.inspection import Histogram
 
 @dataclass(frozen=True)
 class Metric:
-    """Where a scalar goes in TensorBoard: the run (a sub-directory of the run directory, "" for
-    the directory itself) and the tag, with the description that the SCALARS tab shows."""
+    """Where a scalar goes in TensorBoard: its tag, with the description the SCALARS tab shows."""
 
-    run: str
     tag: str
     description: str
 
 
-# Every scalar the trainer records, by the name it records it under. The three losses are the
-# same tag in three runs, so every chart of `loss` draws train, val and val_exact in a colour of
-# their own, named in the run list. Every other tag sorts after `loss` (TensorBoard orders its
-# sections by the tag's first component), so the loss chart is the first on the landing page.
+# Every scalar a run records, by the name its history keeps it under. All go into the run
+# directory's own event file, so a run is one entry of TensorBoard's run list and one colour on
+# every chart; `loss` sorts first among the sections (TensorBoard orders them by the tag's first
+# component), so the losses open the landing page.
 METRICS = {
-    "loss/train": Metric(
-        "train", "loss",
+    "train_loss": Metric(
+        "loss/train",
         "Mean cross-entropy in nats per character over `eval_iters` batches of the training "
         "split, dropout off, on the same windows at every point, so the curve moves only when "
         "the model does. An untrained model starts near ln 65 = 4.17.",
     ),
-    "loss/val": Metric(
-        "val", "loss",
+    "val_loss": Metric(
+        "loss/val",
         "The same over windows of the validation split, text the model never trains on; its gap "
         "above the train curve is overfitting.",
     ),
-    "loss/val_exact": Metric(
-        "val_exact", "loss",
+    "val_loss_exact": Metric(
+        "loss/val_exact",
         "Once, at the end: every character of the validation split scored with a full context "
         "window, as `evaluate.py` does; the estimate above it uses random windows.",
     ),
-    "loss/train_batch": Metric(
-        "train", "loss/batch",
+    "batch_loss": Metric(
+        "loss/train_batch",
         "The loss of the latest training batch at each log point: noisy, and free to record.",
     ),
     "lr": Metric(
-        "", "optimizer/lr",
-        "The learning rate of the schedule (AdamW's; Muon's follows the same shape).",
+        "optimizer/lr",
+        "The learning rate: learning_rate times the schedule (AdamW's, for the whole model).",
+    ),
+    "muon_lr": Metric(
+        "optimizer/muon_lr",
+        "Muon's rate for the matrices inside the blocks: muon_lr_ratio times the one above.",
     ),
     "grad_norm": Metric(
-        "", "optimizer/grad_norm",
+        "optimizer/grad_norm",
         "The gradient norm before clipping at `grad_clip`; spikes warn of instability.",
     ),
-    "tokens_per_sec": Metric(
-        "", "speed/tokens_per_sec", "Training throughput, evaluation excluded."
-    ),
+    "tokens_per_sec": Metric("speed/tokens_per_sec", "Training throughput, evaluation excluded."),
     "mfu": Metric(
-        "", "speed/mfu",
+        "speed/mfu",
         "Model FLOP utilisation: the model's FLOPs per second over the GPU's peak bf16 FLOP/s.",
     ),
-}  # fmt: skip
+}
 
-# TensorBoard's CUSTOM SCALARS tab: the three losses on one chart (one colour per run), the
-# training batches on another. Regular expressions, anchored: `loss` alone would match both.
+# TensorBoard's CUSTOM SCALARS tab: a run's train, val and val_exact losses on one chart, the
+# training batches on another. Regular expressions, anchored.
 LAYOUT = {
     "loss": {
-        "train, val and val_exact": ["Multiline", ["^loss$"]],
-        "training batches": ["Multiline", ["^loss/batch$"]],
+        "train, val and val_exact": ["Multiline", ["^loss/(train|val|val_exact)$"]],
+        "training batches": ["Multiline", ["^loss/train_batch$"]],
     }
 }
 
-
-RUN_NAMES = tuple(sorted({m.run for m in METRICS.values()} - {""}))  # train, val, val_exact
 PROJECTOR_DIR = "projector"  # the embedding at each evaluation: one TSV file per iteration
 PROJECTOR_CONFIG = "projector_config.pbtxt"
 
 
-class Logger(Protocol):
-    active: bool  # False: nothing is recorded, so nothing need be computed for it
+class Logger:
+    """Where a run's numbers go: every scalar into `history` (a list of plain dicts, one per
+    iteration that recorded something, e.g. {"iter": 250, "train_loss": 1.6, "val_loss": 1.7}),
+    which train() returns. This one writes nothing else (ranks other than 0, tests,
+    `--no-tensorboard`); TensorBoardLogger writes everything for TensorBoard too."""
 
-    def scalar(self, name: str, value: float, step: int) -> None: ...  # name: a METRICS key
+    active = False  # False: nothing but the history is recorded, so nothing need be drawn for it
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+
+    def scalar(self, name: str, value: float, step: int) -> None:
+        """One point of a scalar named in METRICS."""
+        if not self.history or self.history[-1]["iter"] != step:
+            self.history.append({"iter": step})
+        self.history[-1][name] = value
+        self.write_scalar(METRICS[name], value, step)
+
+    def write_scalar(self, metric: Metric, value: float, step: int) -> None: ...
     def text(self, tag: str, text: str, step: int) -> None: ...
     def image(self, tag: str, pixels: np.ndarray, step: int) -> None: ...  # (H, W, 3) uint8
     def histogram(self, tag: str, histogram: Histogram, step: int) -> None: ...
@@ -99,38 +113,8 @@ class Logger(Protocol):
     def close(self) -> None: ...
 
 
-class NullLogger:
-    """Records nothing: for other ranks than 0, tests, and `--no-tensorboard`."""
-
-    active = False
-
-    def scalar(self, name: str, value: float, step: int) -> None:
-        pass
-
-    def text(self, tag: str, text: str, step: int) -> None:
-        pass
-
-    def image(self, tag: str, pixels: np.ndarray, step: int) -> None:
-        pass
-
-    def histogram(self, tag: str, histogram: Histogram, step: int) -> None:
-        pass
-
-    def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
-        pass
-
-    def hparams(self, hparams: dict[str, Any], metric_names: list[str]) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class TensorBoardLogger:
-    """Event files in log_dir (and its sub-runs train/, val/, val_exact/, see METRICS), one run.
+class TensorBoardLogger(Logger):
+    """Event files in log_dir: one run of TensorBoard's.
 
     purge_step: on resume, the step the run continues from. TensorBoard then drops whatever the
     interrupted run had logged at that step or later, so no step appears twice.
@@ -142,20 +126,17 @@ class TensorBoardLogger:
     active = True
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: when used
+
+        super().__init__()
         _quiet_writer_thread()
         self.log_dir = Path(log_dir)
-        self.purge_step = purge_step
-        self.writers: dict[str, Any] = {}
-        self._safely(lambda: self._writer("").add_custom_scalars(LAYOUT))
 
-    def _writer(self, run: str):
-        """The SummaryWriter of a run, made on first use: a run that never records a value
-        (val_exact, until the end) has no directory."""
-        if run not in self.writers:
-            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: when used
+        def start() -> None:
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+            self.writer.add_custom_scalars(LAYOUT)
 
-            self.writers[run] = SummaryWriter(str(self.log_dir / run), purge_step=self.purge_step)
-        return self.writers[run]
+        self._safely(start)
 
     def _safely(self, write: Callable[[], object]) -> None:
         if not self.active:
@@ -169,27 +150,26 @@ class TensorBoardLogger:
                 f"({describe_os_error(e)}); training goes on without its curves"
             )
 
-    def scalar(self, name: str, value: float, step: int) -> None:
-        """One point of a scalar named in METRICS, with its description (TensorBoard keeps the
-        description of a tag's first point; every point carries it, so a resumed run's do too)."""
+    def write_scalar(self, metric: Metric, value: float, step: int) -> None:
+        """With its description (TensorBoard keeps the description of a tag's first point;
+        every point carries it, so a resumed run's do too)."""
         from torch.utils.tensorboard.summary import scalar
 
-        metric = METRICS[name]
         summary = scalar(metric.tag, value, new_style=True)
         summary.value[0].metadata.summary_description = metric.description
-        self._safely(lambda: self._writer(metric.run).file_writer.add_summary(summary, step))
+        self._safely(lambda: self.writer.file_writer.add_summary(summary, step))
 
     def text(self, tag: str, text: str, step: int) -> None:
         # TensorBoard renders text as Markdown; indenting makes it a code block, kept verbatim
         indented = "\n".join("    " + line for line in text.splitlines())
-        self._safely(lambda: self._writer("").add_text(tag, indented, step))
+        self._safely(lambda: self.writer.add_text(tag, indented, step))
 
     def image(self, tag: str, pixels: np.ndarray, step: int) -> None:
-        self._safely(lambda: self._writer("").add_image(tag, pixels, step, dataformats="HWC"))
+        self._safely(lambda: self.writer.add_image(tag, pixels, step, dataformats="HWC"))
 
     def histogram(self, tag: str, histogram: Histogram, step: int) -> None:
         self._safely(
-            lambda: self._writer("").add_histogram_raw(tag, **asdict(histogram), global_step=step)
+            lambda: self.writer.add_histogram_raw(tag, **asdict(histogram), global_step=step)
         )
 
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
@@ -214,8 +194,8 @@ class TensorBoardLogger:
 
     def hparams(self, hparams: dict[str, Any], metric_names: list[str]) -> None:
         """Hyperparameters into this run's own event file, with metric_names (METRICS keys) as
-        the HPARAMS tab's metrics, each read from its own sub-run. SummaryWriter.add_hparams
-        would open a second, timestamped run beside it, and its metrics have no sub-run."""
+        the HPARAMS tab's metrics. SummaryWriter.add_hparams would open a second, timestamped
+        run beside it."""
         from tensorboard.plugins.hparams.api_pb2 import MetricInfo, MetricName
         from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
@@ -228,19 +208,17 @@ class TensorBoardLogger:
         data = HParamsPluginData.FromString(plugin_data.content)
         for name in metric_names:
             metric = METRICS[name]
-            info = MetricInfo(name=MetricName(group=metric.run, tag=metric.tag), display_name=name)
+            info = MetricInfo(name=MetricName(tag=metric.tag), display_name=name)
             data.experiment.metric_infos.append(info)
         plugin_data.content = data.SerializeToString()
         for summary in (experiment, start, end):
-            self._safely(lambda summary=summary: self._writer("").file_writer.add_summary(summary))
+            self._safely(lambda summary=summary: self.writer.file_writer.add_summary(summary))
 
     def flush(self) -> None:
-        for writer in list(self.writers.values()):
-            self._safely(writer.flush)
+        self._safely(lambda: self.writer.flush())
 
     def close(self) -> None:
-        for writer in list(self.writers.values()):
-            self._safely(writer.close)
+        self._safely(lambda: self.writer.close())
 
 
 def projector_config(log_dir: Path) -> str:
@@ -269,8 +247,7 @@ def projector_config(log_dir: Path) -> str:
 
 def tensorboard_files(run_dir: Path) -> list[Path]:
     """Every file a TensorBoardLogger wrote into run_dir, for a fresh run that replaces it."""
-    runs = [run_dir] + [run_dir / run for run in sorted({m.run for m in METRICS.values()}) if run]
-    files = [p for run in runs for p in sorted(run.glob("events.out.tfevents.*"))]
+    files = sorted(run_dir.glob("events.out.tfevents.*"))
     files += sorted((run_dir / PROJECTOR_DIR).glob("*.tsv"))
     return files + [p for p in [run_dir / PROJECTOR_CONFIG] if p.exists()]
 

@@ -60,7 +60,7 @@ def muon(params: list[Tensor], config: TrainConfig, device: torch.device) -> tor
     kind = torch.optim.Muon if native_bf16 else MuonFP32
     return kind(
         params,
-        lr=config.muon_lr,
+        lr=config.learning_rate * config.muon_lr_ratio,
         momentum=config.muon_momentum,
         weight_decay=config.weight_decay,
     )
@@ -68,8 +68,8 @@ def muon(params: list[Tensor], config: TrainConfig, device: torch.device) -> tor
 
 def lr_multiplier(it: int, config: TrainConfig) -> float:
     """The schedule's factor for optimizer step `it` (0-based): every parameter group's rate is its
-    optimizer's peak (learning_rate for AdamW, muon_lr for Muon) times this, so both warm up and
-    decay together. Its floor is min_lr / learning_rate.
+    optimizer's peak (learning_rate for AdamW, learning_rate x muon_lr_ratio for Muon) times this,
+    so both warm up and decay together. Its floor is min_lr_ratio.
 
     Warm-up rises linearly to 1 over warmup_iters steps, starting at 1 / (warmup_iters + 1), never
     0: a step at rate 0 would be wasted. After warm-up:
@@ -81,7 +81,7 @@ def lr_multiplier(it: int, config: TrainConfig) -> float:
                 Beyond Fixed Training Durations").
     After lr_decay_iters every schedule but constant stays at the floor.
     """
-    warmup, end, floor = config.warmup_iters, config.decay_end, config.min_lr / config.learning_rate
+    warmup, end, floor = config.warmup_iters, config.decay_end, config.min_lr_ratio
     if it < warmup:
         return (it + 1) / (warmup + 1)
     if config.lr_schedule == "constant":

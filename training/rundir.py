@@ -27,7 +27,7 @@ from infra.files import RunLock, SetAside, make_run_dir, refuse_link
 from training.command_line import TrainArgs, config_for_resume
 from training.config import DATA_PATH_KEYS, TrainConfig
 from training.distributed import decided_by_rank0
-from training.logger import PROJECTOR_CONFIG, PROJECTOR_DIR, RUN_NAMES, tensorboard_files
+from training.logger import PROJECTOR_CONFIG, PROJECTOR_DIR, tensorboard_files
 
 CONFIG_FILE = "config.yaml"
 # the first line of every config.yaml train.py writes: a file without it is the user's
@@ -51,7 +51,7 @@ def check_run_dir_entries(out_dir: Path) -> None:
     """Refuse a run directory where a file or folder of a run is a link (nothing is
     written or deleted through one), or where a config.yaml that train.py did not write sits
     without a run (a user's own file is never overwritten)."""
-    for name in (*RUN_FILES, PROJECTOR_DIR, PROJECTOR_CONFIG, *RUN_NAMES, SET_ASIDE):
+    for name in (*RUN_FILES, PROJECTOR_DIR, PROJECTOR_CONFIG, SET_ASIDE):
         refuse_link(out_dir / name)
     config = out_dir / CONFIG_FILE
     if config.is_file() and not holds_run(out_dir):
@@ -94,7 +94,7 @@ def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
         raise CheckpointError(f"nothing to resume: {e}") from None
     checkpoint = load_checkpoint(path, map_location="cpu")
     source_dir = path.parent.resolve()
-    config, notes = config_for_resume(checkpoint["config"], args.cli_values, path.parent)
+    config, notes = config_for_resume(checkpoint["config"], args.settings, path.parent)
     out_dir = Path(config.out_dir)
     continues_in_place = out_dir.resolve() == source_dir
     if continues_in_place and path.name != LAST and (out_dir / LAST).exists():

@@ -2,16 +2,15 @@
 
 Under torchrun every rank must stop at the same iteration, or one would wait forever in a
 collective for another. So a signal (Ctrl-C's SIGINT, SIGTERM, a closed terminal's SIGHUP) is only
-recorded when it arrives; the ranks compare notes at the next log point, in the same small
-all-reduce that averages the step's loss (training/distributed.py), and all stop there together,
-after saving last.pt.
+recorded when it arrives (as is a hook's StopTraining under torchrun); the ranks compare notes at
+the next log point, in the same small all-reduce that averages the step's loss
+(training/distributed.py), and all stop there together, after saving last.pt.
 """
 
 from __future__ import annotations
 
 import math
 import signal
-from pathlib import Path
 from types import FrameType
 
 from infra.errors import UserError
@@ -21,20 +20,6 @@ from training.distributed import CoordinatedStop, StepReport
 class NonFiniteLoss(CoordinatedStop, UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept. Every rank sees the same
     averaged loss, so every rank raises it at the same iteration."""
-
-
-class TrainingInterrupted(CoordinatedStop, UserError):
-    """A signal (SIGINT, SIGTERM, SIGHUP) arrived and last.pt was saved. The exit code is 128 +
-    the signal's number, as a shell reports a process the signal ended; `resume` is the command
-    that continues the run."""
-
-    label = ""
-
-    def __init__(self, signum: int, checkpoint: Path, resume: str = "") -> None:
-        self.signum, self.checkpoint, self.resume = signum, checkpoint, resume
-        self.exit_code = 128 + signum
-        hint = f". Continue with: {resume}" if resume else ""
-        super().__init__(f"stopped by {signal.Signals(signum).name}; saved {checkpoint}{hint}")
 
 
 # Every way a user stops a run: Ctrl-C, `kill` (and torchrun passing it on), a closed terminal.

@@ -1,6 +1,6 @@
 """The trainer: the training state (model, optimizers, scaler, iteration, best loss, random
-streams) in one object that saves and restores itself, and the step that advances it. The loop
-that calls it is train.py's."""
+streams) in one object that saves and restores itself, the step that advances it, and the clock
+that times it. The loop that calls it is train.py's."""
 
 from __future__ import annotations
 
@@ -26,30 +26,31 @@ from model.config import parameter_count
 from training.config import TrainConfig
 from training.console import Console
 from training.distributed import all_rng_states
-from training.evaluation import estimate_loss, probe_tokens
-from training.logger import Logger, NullLogger
 from training.optim import build_optimizers, lr_multiplier
-from training.rng import derived_seed, rng_state, set_rng_state
-from training.stopping import NonFiniteLoss
-from viz.figures import AttentionPictures
+from training.rng import RandomStreams, derived_seed, global_generators, seeded_state
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
 
 class Trainer:
+    """Built whole from what a run has decided: its config, where it runs, its data, the console
+    it prints to, the checkpoint it continues (None for a fresh run), and what to do once its
+    first checkpoint is on disk (`on_first_checkpoint`: give up the run an --overwrite set
+    aside)."""
+
     def __init__(
         self,
         config: TrainConfig,
         runtime: Runtime,
         data: PreparedData,
-        logger: Logger | None = None,
         console: Console | None = None,
         checkpoint: dict[str, Any] | None = None,
+        on_first_checkpoint: Callable[[], None] | None = None,
     ) -> None:
         self.config, self.runtime, self.data = config, runtime, data
-        self.logger = logger or NullLogger()
         self.console = console or Console(enabled=False)
         self.out_dir = Path(config.out_dir)
+        self.on_first_checkpoint = on_first_checkpoint
         device = runtime.device
 
         if config.gradient_accumulation_steps % runtime.world_size != 0:
@@ -69,7 +70,6 @@ class Trainer:
                     f"{config.block_size}: use a longer text or a smaller block_size"
                 )
 
-        torch.manual_seed(config.seed)  # the same initial weights on every rank
         # model: the GPT whose weights are trained and saved. compiled_model: the same, through
         # torch.compile when asked; evaluations run it. train_model: what the training step runs,
         # compiled_model wrapped in DDP under torchrun (DDP all-reduces its gradients).
@@ -80,7 +80,8 @@ class Trainer:
             f"training {parameter_count(model_config):,} parameters (n_layer {config.n_layer}, "
             f"n_embd {config.n_embd})", ConfigError,
         )  # fmt: skip
-        self.model = GPT(model_config).to(device)
+        with global_generators(seeded_state(config.seed, device), device):  # the same on every rank
+            self.model = GPT(model_config).to(device)
         self.compiled, self.compile_reason = decide_compile(
             config.compile, device, run_work(config, checkpoint["iter_num"] if checkpoint else 0)
         )
@@ -97,23 +98,13 @@ class Trainer:
         self.iter_num = 0
         self.best_val_loss = math.inf
         self.eval_losses: dict[str, float] = {}  # the latest evaluation, with its iteration
-        self.probe = probe_tokens(config, data)
-        self.pictures = AttentionPictures([data.tokenizer.chars[i] for i in self.probe])
         # checkpoints written and pictures drawn beside the training loop (infra/background.py)
         self.background = Background()
-        # dropout masks and batches differ between ranks
-        torch.manual_seed(derived_seed(config.seed, "dropout", runtime.rank))
-        self.batch_generator = torch.Generator().manual_seed(
-            derived_seed(config.seed, "train", runtime.rank)
-        )
+        self.streams = RandomStreams(config.seed, runtime.rank, device)  # batches, dropout
         self.train_batches = self._draw_train_batches()
-        self.resumed_at: int | None = None
-        self.after_first_checkpoint: Callable[[], None] | None = None
         if checkpoint is not None:
             self.load_state_dict(checkpoint)
-            self.resumed_at = self.iter_num
-        self._clock_start = self._loop_start = time.perf_counter()
-        self._loop_start_iter, self._tokens_since_log = self.iter_num, 0
+        self.clock = Clock(runtime.synchronize, self.iter_num)
 
     # ---- the step -------------------------------------------------------------------------------
 
@@ -121,12 +112,14 @@ class Trainer:
         cfg, device = self.config, self.runtime.device
         while True:
             yield get_batch(
-                self.data.train, cfg.batch_size, cfg.block_size, self.batch_generator, device
+                self.data.train, cfg.batch_size, cfg.block_size, self.streams.batches, device
             )
 
-    def train_step(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step over accum_steps micro-batches from batches. Returns the mean loss and
-        the gradient norm before clipping, as tensors: reading them would wait for the GPU."""
+    def train_step(self, batches: Batches | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over accum_steps micro-batches (from the run's own batches, unless
+        given). Returns the mean loss and the gradient norm before clipping, as tensors: reading
+        them would wait for the GPU."""
+        batches = batches or self.train_batches
         multiplier = lr_multiplier(self.iter_num, self.config)
         for optimizer in self.optimizers:  # each at its own peak rate (the one it was built with)
             for group in optimizer.param_groups:
@@ -136,21 +129,22 @@ class Trainer:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=True)
         mean_loss = torch.zeros((), device=self.runtime.device)
-        for micro_step in range(self.accum_steps):
-            x, y = next(batches)
-            # Under DDP, gradients are all-reduced only in the last micro-step's backward.
-            last = micro_step == self.accum_steps - 1
-            no_sync = (
-                self.train_model.no_sync()
-                if isinstance(self.train_model, DDP) and not last
-                else None
-            )
-            with no_sync or contextlib.nullcontext():
-                with self.runtime.autocast():
-                    _, loss = self.train_model(x, y)
-                    loss = loss / self.accum_steps  # the step's loss is the mean over micro-batches
-                self.scaler.scale(loss).backward()
-            mean_loss += loss.detach()
+        with self.streams.dropout():
+            for micro_step in range(self.accum_steps):
+                x, y = next(batches)
+                # Under DDP, gradients are all-reduced only in the last micro-step's backward.
+                last = micro_step == self.accum_steps - 1
+                no_sync = (
+                    self.train_model.no_sync()
+                    if isinstance(self.train_model, DDP) and not last
+                    else None
+                )
+                with no_sync or contextlib.nullcontext():
+                    with self.runtime.autocast():
+                        _, loss = self.train_model(x, y)
+                        loss = loss / self.accum_steps  # the step's loss: the micro-batches' mean
+                    self.scaler.scale(loss).backward()
+                mean_loss += loss.detach()
         for optimizer in self.optimizers:  # clip and report the true gradients, not scaled ones
             self.scaler.unscale_(optimizer)
         if self.config.grad_clip > 0:
@@ -163,8 +157,21 @@ class Trainer:
             self.scaler.step(optimizer)
         self.scaler.update()
         self.iter_num += 1
-        self._tokens_since_log += self.tokens_per_iter
+        self.clock.count(self.tokens_per_iter)
         return mean_loss, grad_norm
+
+    def due(self, interval: int) -> bool:
+        """Whether this iteration is one of every `interval` (the last one always is)."""
+        return self.iter_num % interval == 0 or self.iter_num == self.config.max_iters
+
+    def record_evaluation(self, losses: dict[str, float]) -> bool:
+        """Keep an evaluation's losses (saved with the checkpoint); whether its validation loss
+        is the best so far. Iteration 0's is the untrained model's, never a best to keep."""
+        self.eval_losses = {"iter": self.iter_num, **losses}
+        if self.iter_num == 0 or losses["val"] >= self.best_val_loss:
+            return False
+        self.best_val_loss = losses["val"]
+        return True
 
     # ---- state ----------------------------------------------------------------------------------
 
@@ -182,7 +189,7 @@ class Trainer:
             eval_losses=self.eval_losses,
             config=self.config.to_dict(),
             vocab=list(self.data.tokenizer.chars),
-            rng=rng_states or [rng_state(self.runtime.device, self.batch_generator)],
+            rng=rng_states or [self.streams.state_dict()],
         )
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
@@ -214,13 +221,13 @@ class Trainer:
         self.eval_losses = checkpoint["eval_losses"]
         rng_states = checkpoint["rng"]
         if len(rng_states) == rt.world_size:
-            set_rng_state(rng_states[rt.rank], rt.device, self.batch_generator)
+            self.streams.load_state_dict(rng_states[rt.rank])
         else:  # another world size: the batch streams cannot continue, so start new ones
             self.console.print(
                 f"note: checkpoint made with {len(rng_states)} process(es), resumed with "
                 f"{rt.world_size}: batches are reseeded; the run goes on, not exactly"
             )
-            self.batch_generator.manual_seed(
+            self.streams.batches.manual_seed(
                 derived_seed(self.config.seed, "train", rt.rank, self.iter_num)
             )
 
@@ -228,7 +235,7 @@ class Trainer:
         """last.pt (and best.pt) in out_dir. Every rank must call it; rank 0 copies the state to
         the CPU, and the background thread writes it while training goes on (`self.background.
         wait()` returns once it is on disk)."""
-        rng_states = all_rng_states(self.runtime, self.batch_generator)
+        rng_states = all_rng_states(self.runtime, self.streams)
         last = self.out_dir / LAST
         if self.runtime.is_main:
             # best.pt first: a failure between the two writes leaves best.pt the newer, never a
@@ -240,53 +247,49 @@ class Trainer:
 
     def _write_checkpoint(self, state: dict[str, Any], paths: list[Path]) -> None:
         save_checkpoint(state, *paths)
-        if self.after_first_checkpoint is not None:  # the run it replaced can go (train.py)
-            self.after_first_checkpoint()
-            self.after_first_checkpoint = None
+        if self.on_first_checkpoint is not None:
+            self.on_first_checkpoint()
+            self.on_first_checkpoint = None
 
-    # ---- what train.py's loop asks: is an interval due, the clock, the loss estimates --------
 
-    def due(self, interval: int) -> bool:
-        """Whether this iteration is one of every `interval` (the last one always is)."""
-        return self.iter_num % interval == 0 or self.iter_num == self.config.max_iters
+class Clock:
+    """Training's clock, started once per loop: tokens per second over the steps since the last
+    reading with evaluations left out (`paused`), and the time left at the pace so far,
+    evaluations included."""
 
-    def start_clock(self) -> None:
-        """The start of the loop: the time left and tokens/s count from here."""
-        self._loop_start, self._loop_start_iter = time.perf_counter(), self.iter_num
-        self.restart_clock()
+    def __init__(self, synchronize: Callable[[], None], iter_num: int) -> None:
+        self.synchronize = synchronize
+        self.start(iter_num)
 
-    def restart_clock(self) -> None:
-        self.runtime.synchronize()
-        self._clock_start = time.perf_counter()
-        self._tokens_since_log = 0
+    def start(self, iter_num: int) -> None:
+        self.started = self.last_read = time.perf_counter()
+        self.start_iter, self.tokens, self.paused_for = iter_num, 0, 0.0
 
-    def estimate_losses(self) -> dict[str, float]:
-        """Estimate both losses, print and log them: a point of the loss curves."""
-        rt, cfg = self.runtime, self.config
-        losses = estimate_loss(self.model, self.compiled_model, self.data, cfg, rt)
-        step = self.iter_num
-        self.console.print(
-            f"iter {step}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
-        )
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise NonFiniteLoss(f"evaluation at iteration {step} gave a non-finite loss")
-        self.logger.scalar("loss/train", losses["train"], step)
-        self.logger.scalar("loss/val", losses["val"], step)
-        self.eval_losses = {"iter": step, **losses}
-        self.restart_clock()  # tokens/s counts training alone
-        return losses
+    def count(self, tokens: int) -> None:
+        self.tokens += tokens
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """The block's time is not training's (the device's queued work is timed first)."""
+        self.synchronize()
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.synchronize()
+            self.paused_for += time.perf_counter() - began
 
     def tokens_per_sec(self) -> float:
-        """Training speed since the clock last restarted (evaluations left out)."""
-        return self._tokens_since_log / (time.perf_counter() - self._clock_start)
+        """Training speed since the last reading."""
+        now = time.perf_counter()
+        rate = self.tokens / max(now - self.last_read - self.paused_for, 1e-9)
+        self.last_read, self.tokens, self.paused_for = now, 0, 0.0
+        return rate
 
-    def time_left(self) -> str:
+    def time_left(self, iter_num: int, max_iters: int) -> str:
         """The rest of the run at the pace so far (evaluations included), as tqdm writes it."""
-        done = self.iter_num - self._loop_start_iter
-        elapsed = time.perf_counter() - self._loop_start
-        return tqdm.format_interval(
-            elapsed / max(done, 1) * (self.config.max_iters - self.iter_num)
-        )
+        elapsed, done = time.perf_counter() - self.started, max(iter_num - self.start_iter, 1)
+        return tqdm.format_interval(elapsed / done * (max_iters - iter_num))
 
 
 def run_work(config: TrainConfig, start: int) -> float:

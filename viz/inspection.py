@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from data import CharTokenizer
 from model import GPT
 from model.attention_maps import attention_maps
 from viz.figures import AttentionPictures, visible
@@ -93,9 +92,7 @@ def look_inside_the_model(model: GPT, probe: list[int], step: int) -> Inside:
     return Inside(step, maps, histograms(tensors), embedding)
 
 
-def log_inside_the_model(
-    logger: Any, inside: Inside, pictures: AttentionPictures, tokenizer: CharTokenizer
-) -> None:
+def log_inside_the_model(logger: Any, inside: Inside, pictures: AttentionPictures) -> None:
     """For TensorBoard, from what look_inside_the_model took: each layer's attention maps for the
     probe (IMAGES), every parameter's values and latest gradient (HISTOGRAMS), and the token
     embedding with one label per character (PROJECTOR). Runs beside training, never in it."""
@@ -105,5 +102,5 @@ def log_inside_the_model(
         logger.image(f"self_attention/layer_{layer}", pictures.draw(layer, maps, title), step)
     for tag, histogram in inside.histograms.items():
         logger.histogram(tag, histogram, step)
-    labels = [visible(c) for c in tokenizer.chars]
+    labels = [visible(c) for c in pictures.tokenizer.chars]
     logger.embedding(inside.embedding, labels, step)

@@ -20,7 +20,7 @@ CONFIG_PURPOSE = {
 
 
 def model_summary(config_name: str) -> str:
-    c = load_config(["--config", config_name]).config
+    c = load_config(config_name).config
     positions = "RoPE" if c.pos_embedding == "rope" else "learned positions"
     return (
         f"{c.n_layer} layers, {c.n_embd} channels, {c.n_head} heads, {positions}, "
