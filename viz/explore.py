@@ -15,10 +15,12 @@ from model import GPT, generate
 from viz.explorer import attention_over_text, explorer_fragment, explorer_html
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Explorer:
     """One explorer: the text's attention, ready to show. Each is a fragment with an id of its
-    own, so several explorers live on one notebook page without touching each other."""
+    own, so several explorers live on one notebook page without touching each other. It prints
+    as one line: its data (megabytes at a few hundred characters) is for the page, not for a
+    notebook's text/plain output or a Python prompt."""
 
     attention: dict
     chars: list[str]
@@ -28,6 +30,13 @@ class Explorer:
     @property
     def text(self) -> str:
         return "".join(self.chars[i] for i in self.attention["ids"])
+
+    def __repr__(self) -> str:
+        scores = self.attention["scores"]  # (layer, head, t, s)
+        return (
+            f"<Explorer: {len(self.attention['ids'])} characters, "
+            f"{len(scores)} layers x {len(scores[0])} heads>"
+        )
 
     def _repr_html_(self) -> str:  # Jupyter's and Colab's inline display
         return explorer_fragment(self.attention, self.chars, self.prompt_length, self.title)
@@ -62,7 +71,7 @@ def explore(
         generator = torch.Generator(device=device).manual_seed(seed)
         idx = torch.tensor([ids], device=device)
         with inference_autocast(device):
-            out = generate(model, idx, max_new_tokens, temperature, generator=generator)
+            out = generate(model, idx, max_new_tokens, temperature=temperature, generator=generator)
         ids = out[0].tolist()
     with inference_autocast(device):
         attention = attention_over_text(model, ids)

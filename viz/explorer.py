@@ -78,6 +78,9 @@ def explorer_data(attention: dict, chars: Sequence[str], prompt_length: int) -> 
         "windows": windows,
         "top_ids": attention["top_ids"],
         "top_probs": [[round(p, 4) for p in row] for row in attention["top_probs"]],
+        # with rotary positions the page says that q and k are shown after their rotation
+        "rotary": bool(attention.get("rotary", False)),
+        "block_size": attention.get("block_size"),
     }
 
 
@@ -115,7 +118,8 @@ def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
     `weights` softmax(QKᵀ/√d_k) with the causal mask. `windows` holds each window's first and
     last position and the queries q_t, keys k_s and values v_s (hs channels) of its positions,
     per layer and head: the weights of its queries average the values. `top_ids` and
-    `top_probs` are the likeliest next characters after t."""
+    `top_probs` are the likeliest next characters after t; `rotary` says whether q and k are
+    rotated (pos_embedding "rope"), and `block_size` is the longest window."""
     from model.generate import window_start
 
     T, block = len(ids), model.config.block_size
@@ -176,4 +180,6 @@ def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
         "windows": windows,
         "top_ids": top_ids,
         "top_probs": top_probs,
+        "rotary": model.config.pos_embedding == "rope",
+        "block_size": block,
     }

@@ -93,12 +93,20 @@ def tensorboard_screenshots(browser, run_dir: Path, out: Path) -> list[Path]:
 
 
 def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list[Path]:
-    """The explorer's views, at layer 1, head 0, for the character at --query: the text, the
-    formula, the head view (every head), the neuron view (the key it attends to most), the
-    grid of every layer and head, and that head zoomed."""
-    roles = ("text", "formula", "headview", "neuron", "grid", "zoom")
-    names = ("text", "formula", "heads", "neuron", "grid", "zoom")
-    shots = [out / f"explorer_{name}.png" for name in names]
+    """The explorer's views, at layer 1, head 0, with the character at --query pinned as the
+    query (its key: the one it attends to most): the text, the formula, the head view (every
+    head), the neuron view, the grid of every layer and head, and the zoom, read out at that
+    key. Each picture is one view, cut from a 900-pixel-wide page (two columns of views) at
+    twice the pixels, so that it reads when shown about 450 pixels wide."""
+    views = {  # the picture's name: the parts of the page it shows
+        "text": "section:has([data-role=text]) > *",
+        "formula": "section:has([data-role=formula]) > *",
+        "heads": "section:has([data-role=headview]) > *",
+        "neuron": "section:has([data-role=neuron]) > *",
+        "grid": "[data-role=grid]",
+        "zoom": "[data-role=zoomcol]",
+    }
+    shots = [out / f"explorer_{name}.png" for name in views]
     with tempfile.TemporaryDirectory() as tmp:
         page_file = Path(tmp) / "attention.html"
         subprocess.run(
@@ -107,18 +115,38 @@ def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list
              "--stream", "false"],
             check=True, cwd=DOCS.parent,
         )  # fmt: skip
-        # one column of views, so that each picture is as tall as its own view
-        page = browser.new_page(viewport={"width": 720, "height": 1100})
+        page = browser.new_page(viewport={"width": 900, "height": 1100}, device_scale_factor=2)
         page.goto(page_file.as_uri())
         page.click('[data-role=grid] canvas[data-layer="1"][data-head="0"]')
-        page.hover(f'[data-role=text] span.ch[data-pos="{options.query}"]')
-        page.mouse.move(0, 0)  # off every view: pointing elsewhere would choose another query
-        for shot, role in zip(shots, roles, strict=True):
-            # each view cut out of one picture of the whole page: no scrolling, no pointing
-            target = page.locator(f"[data-role={role}]")
-            if role != "text":
-                target = page.locator("section", has=target)
-            page.screenshot(path=shot, full_page=True, clip=target.bounding_box())
+        page.click(f'[data-role=text] span.ch[data-pos="{options.query}"]')  # pinned
+        # its key pinned as well, by a click on its cell in the zoom: nothing the pointer
+        # crosses while the views scroll into sight changes them
+        zoom = page.locator("[data-role=zoom]")
+        zoom.scroll_into_view_if_needed()
+        start, size = int(zoom.get_attribute("data-start")), int(zoom.get_attribute("data-size"))
+        key = int(page.get_attribute("[data-role=text] span.ch.key", "data-pos"))
+        box = zoom.bounding_box()
+        cell = box["width"] / size
+        page.mouse.click(
+            box["x"] + (key - start + 0.5) * cell, box["y"] + (options.query - start + 0.5) * cell
+        )
+        page.mouse.move(0, 0)  # the page's margin
+        for shot, selector in zip(shots, views.values(), strict=True):
+            # the box around the parts, on the whole page: a view's section may be stretched
+            # to the height of its neighbour, which would add white below it
+            clip = page.evaluate(
+                """selector => {
+                  const boxes = [...document.querySelectorAll(selector)]
+                    .map(e => e.getBoundingClientRect()).filter(b => b.height > 0);
+                  const left = Math.min(...boxes.map(b => b.left)) + scrollX;
+                  const top = Math.min(...boxes.map(b => b.top)) + scrollY;
+                  return {x: left, y: top,
+                          width: Math.max(...boxes.map(b => b.right)) + scrollX - left,
+                          height: Math.max(...boxes.map(b => b.bottom)) + scrollY - top};
+                }""",
+                selector,
+            )
+            page.screenshot(path=shot, full_page=True, clip=clip)
         page.close()
     return shots
 
