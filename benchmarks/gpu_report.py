@@ -34,6 +34,10 @@ from infra.cli import option, parse_into
 from infra.errors import ConfigError, run_main
 
 TARGET = 1.47  # the best val loss of nanoGPT's GPU recipe
+DRY = (
+    "dry run: the plan on the CPU with tiny configs and a few steps each; its figures check "
+    "that every step runs, and say nothing of a GPU's speed"
+)
 BENCHMARKS = Path(__file__).resolve().parent
 
 
@@ -118,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
             log.flush()
 
     failed = []
+    dry = DRY if options.dry else ""
+    if dry:
+        say(dry)
     with tempfile.TemporaryDirectory(prefix="gpu-report-") as scratch:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if options.dry:
@@ -128,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
                 command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True,
             )  # fmt: skip
-            for line in process.stdout:
-                say("  " + line.rstrip())
+            for line in process.stdout:  # a dry run's records go with its temporary folder
+                say("  " + line.rstrip().replace(scratch, "(a temporary folder, not kept)"))
             if process.wait() != 0:
                 failed.append(title)
                 say(f"=== {title}: exit code {process.returncode}")
     say(
         f"=== done: {len(failed)} of the steps failed"
         + (f" ({', '.join(failed)})" if failed else "")
+        + (f"; {dry}" if dry else "")
     )
     if log is not None:
         log.close()

@@ -28,11 +28,12 @@ def test_the_gpu_report_runs_its_whole_plan_dry_on_the_cpu(tmp_path, shakespeare
     lines = result.stdout.splitlines()
     assert all(re.match(r"^ *\d+\.\d s \| ", line) for line in lines), lines[:5]
     assert log.read_text().splitlines() == lines  # the log holds every line too
+    assert "dry run: the plan on the CPU" in lines[0]  # said first, and last
     titles = [line.split("=== ")[1] for line in lines if "| === " in line]
     assert titles[:-1] == [
         "CUDA tests", "tiny.yaml to target", "evaluation cost", "training step, eager", "sampling"
     ]  # fmt: skip
-    assert titles[-1] == "done: 0 of the steps failed"
+    assert titles[-1].startswith("done: 0 of the steps failed; dry run: the plan on the CPU")
     assert any("iter 6: train loss" in line for line in lines)  # the evaluations, as they came
     written = {json.loads(p.read_text())["benchmark"] for p in records.glob("*.json")}
     assert written == {"time_to_loss", "evaluation_cost", "train_speed", "sample_speed"}

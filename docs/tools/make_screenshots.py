@@ -1,6 +1,6 @@
-"""The pictures in docs/: the attention explorer's views and TensorBoard's tabs, from a
-trained small.yaml run, in headless Chromium (Playwright, Debian's chromium binary). Run from
-the repository's root:
+"""The pictures in docs/: the README's attention picture, the attention explorer's views and
+TensorBoard's tabs, from a trained small.yaml run, the last two in headless Chromium (Playwright,
+Debian's chromium binary). Run from the repository's root:
 
     python docs/tools/make_screenshots.py --ckpt out/small
 
@@ -33,7 +33,9 @@ class ScreenshotOptions:
     prompt: str = option("ROMEO:", "the prompt")
     new: int = option(200, "characters to generate after it")
     query: int = option(60, "the character pointed at")
-    views: str = option("all", "which pictures", choices=("explorer", "tensorboard", "all"))
+    views: str = option("all", "which pictures", choices=("hero", "explorer", "tensorboard", "all"))
+    hero_text: str = option("ROMEO:\nBut soft! what light", "the README picture's text")
+    hero_layer: int = option(1, "the README picture's layer")
     out: str = option("docs", "where the pictures go")
 
 
@@ -151,6 +153,27 @@ def explorer_screenshots(browser, options: ScreenshotOptions, out: Path) -> list
     return shots
 
 
+def hero_picture(options: ScreenshotOptions, out: Path) -> Path:
+    """One layer's heads over a short line, drawn as sample.py --attention draws them, with
+    labels large enough to read when the picture is shown at the README's width."""
+    import torch
+
+    from checkpoint import load_model
+    from model.attention_maps import attention_maps
+    from viz.figures import attention_figure
+
+    model, tokenizer = load_model(options.ckpt)
+    text, layer = options.hero_text, options.hero_layer
+    maps = attention_maps(model, torch.tensor([tokenizer.encode(text)]))
+    title = f"What each character attends to, in layer {layer} of a small.yaml model"
+    figure = attention_figure([maps[layer][0]], list(text), title, first_layer=layer)
+    for axes in figure.axes[:-1]:  # the heads' panels; the last is the colour bar
+        axes.tick_params(labelsize=9)
+    path = out / "attention_hero.png"
+    figure.savefig(path, dpi=110)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parse_into(ScreenshotOptions, argv, __doc__.split("\n")[0])
     chromium = shutil.which("chromium")
@@ -162,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
-    shots = []
+    shots = [hero_picture(options, out)] if options.views in ("hero", "all") else []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         if options.views in ("explorer", "all"):

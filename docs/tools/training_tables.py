@@ -61,6 +61,17 @@ def render_configs(records: list[Record], prefix: str) -> str:
     return table(header, rows) + "\n" + note
 
 
+def render_first_run(records: list[Record], prefix: str) -> str:
+    """One sentence: how long small.yaml's whole run takes on each kind of CPU measured."""
+    said = []
+    for kind in CPU_KINDS:
+        run = newest(records, benchmark="time_to_loss", config="small", extra=[], machine_kind=kind)
+        if run is not None:
+            minutes = median(r["wall"] for r in run["runs"]) / 60
+            said.append(f"{minutes:.1f} minutes on a 2-core {kind} ({link(run, prefix)})")
+    return "`small.yaml` takes " + ("; ".join(said) or "(not measured yet)") + ".\n"
+
+
 def render_versus(records: list[Record], prefix: str) -> str:
     out = []
     for kind in CPU_KINDS:
