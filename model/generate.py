@@ -130,22 +130,8 @@ def generate_tokens(
 
 
 @torch.inference_mode()
-def generate(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-    use_kv_cache: bool = True,
-) -> torch.Tensor:
-    """idx (B, T) followed by max_new_tokens generated tokens: (B, T + max_new_tokens)."""
-    new = list(
-        generate_tokens(
-            model, idx, max_new_tokens, temperature, top_k, top_p, generator, use_kv_cache
-        )
-    )
-    if not new:
-        return idx
-    return torch.cat((idx, torch.stack(new, dim=1)), dim=1)
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **sampling) -> torch.Tensor:
+    """idx (B, T) followed by max_new_tokens generated tokens: (B, T + max_new_tokens).
+    sampling: generate_tokens' options (temperature, top_k, top_p, generator, use_kv_cache)."""
+    new = [token[:, None] for token in generate_tokens(model, idx, max_new_tokens, **sampling)]
+    return torch.cat((idx, *new), dim=1)

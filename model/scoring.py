@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch.nn import functional as F
 
-from model.gpt import GPT
+from model.gpt import GPT, evaluating
 
 
 def check_stride(stride: int, block_size: int) -> None:
@@ -62,19 +62,19 @@ def exact_loss(
     device = next(model.parameters()).device
     offsets = torch.arange(T + 1)
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
-    was_training = model.training
-    model.eval()
     batches = [plan[i : i + batch_size] for i in range(0, len(plan), batch_size)]
-    for batch in progress(batches):
-        starts = torch.tensor([start for start, _ in batch])
-        first = torch.tensor([first for _, first in batch], device=device)
-        windows = tokens[starts[:, None] + offsets].long().to(device)  # (B, T + 1)
-        logits, _ = model(windows[:, :-1])  # (B, T, vocab_size)
-        losses = F.cross_entropy(logits.float().transpose(1, 2), windows[:, 1:], reduction="none")
-        scored = torch.arange(T, device=device)[None, :] >= first[:, None]  # (B, T)
-        total += (losses * scored).sum(dtype=torch.float64)
-        count += int(scored.sum())
-    model.train(was_training)
+    with evaluating(model):
+        for batch in progress(batches):
+            starts = torch.tensor([start for start, _ in batch])
+            first = torch.tensor([first for _, first in batch], device=device)
+            windows = tokens[starts[:, None] + offsets].long().to(device)  # (B, T + 1)
+            logits, _ = model(windows[:, :-1])  # (B, T, vocab_size)
+            losses = F.cross_entropy(
+                logits.float().transpose(1, 2), windows[:, 1:], reduction="none"
+            )
+            scored = torch.arange(T, device=device)[None, :] >= first[:, None]  # (B, T)
+            total += (losses * scored).sum(dtype=torch.float64)
+            count += int(scored.sum())
     return total.item() / count, count
 
 

@@ -20,7 +20,7 @@ from helpers import flags
 
 from data import PreparedData, load_dataset
 from data.corpus import SHAKESPEARE_CACHE
-from training.command_line import build_config, read_yaml
+from training.command_line import build_config, read_config_file
 from training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ def tiny_config(shakespeare_path: Path, shakespeare: PreparedData, tmp_path: Pat
     """A factory: configs/tiny.yaml with the corpus, a private out_dir, and any overrides."""
 
     def make(**overrides) -> TrainConfig:
-        values = read_yaml(ROOT / "configs" / "tiny.yaml")
+        values = read_config_file(ROOT / "configs" / "tiny.yaml")
         values.update(
             data_path=str(shakespeare_path),
             data_dir=str(shakespeare.data_dir),

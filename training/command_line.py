@@ -39,7 +39,8 @@ def find_config_file(name: str) -> Path:
     raise ConfigError(f"config file {name!r} not found; configs/ has: {available}")
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A config file's keys, each checked and read into its type."""
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -49,18 +50,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
+    if not isinstance(loaded or {}, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value, got {type(loaded).__name__}")
-    return loaded
-
-
-def read_config_file(config_path: Path) -> dict[str, Any]:
-    """A config file's keys, each checked and coerced to its type."""
-    return {
-        key: coerce(key, value, str(config_path)) for key, value in read_yaml(config_path).items()
-    }
+    return {key: coerce(key, value, str(path)) for key, value in (loaded or {}).items()}
 
 
 def default_out_dir(config_path: Path, file_values: dict[str, Any]) -> str:
@@ -162,7 +154,7 @@ def load_config(
         if values["out_dir"] == AUTO_OUT_DIR:
             values["out_dir"] = auto_out_dir(config_path, settings, datetime.datetime.now())
         source = f"{config_path} with the settings given" if settings else str(config_path)
-        return TrainArgs(checked_config(values, source), name, settings, None, overwrite)
+        return TrainArgs(build_config(values, source), name, settings, None, overwrite)
     if settings.get("out_dir") == AUTO_OUT_DIR:
         raise ConfigError(
             "out_dir auto names a new run; to continue one, give its directory: --resume out/NAME"
@@ -205,15 +197,9 @@ def coerce(key: Any, value: Any, source: str) -> Any:
 
 
 def build_config(values: dict[str, Any], source: str) -> TrainConfig:
-    """A TrainConfig from defaults updated with raw values (from YAML or a checkpoint), each
-    coerced to its key's type once, here."""
-    return checked_config(
-        {key: coerce(key, value, source) for key, value in values.items()}, source
-    )
-
-
-def checked_config(typed: dict[str, Any], source: str) -> TrainConfig:
-    """A TrainConfig from values already of their keys' types, checked by TrainConfig itself."""
+    """A TrainConfig from values (from YAML, Python or a checkpoint), each read into its key's
+    type, then checked by TrainConfig itself; a mistake names the source."""
+    typed = {key: coerce(key, value, source) for key, value in values.items()}
     try:
         return TrainConfig(**typed)
     except ConfigError as e:

@@ -1,10 +1,9 @@
-"""A run's random streams, its own: seeded from the run's seed, saved in checkpoints, restored.
+"""A run's random streams, its own, seeded from its seed and saved in its checkpoints.
 
-Batches come from a generator of the run's. Dropout (and the initial weights) draw from torch's
-global generators, which no call takes as an argument, so a run swaps its own state into them for
-its own work and puts the caller's back after (`global_generators`): two runs in one process (a
-notebook) draw exactly what two processes would, in either order, and the caller's global state
-is as it was.
+Batches come from a generator of the run's. Dropout and the initial weights draw from torch's
+global generators, which no call takes as an argument, so the run swaps its own state into them
+for its own work and puts the caller's back after (`global_generators`): runs that share a
+process (a notebook) draw what they would alone, and the caller's global state stays as it was.
 """
 
 from __future__ import annotations
@@ -24,26 +23,20 @@ def derived_seed(seed: int, *stream: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def seeded_state(seed: int, device: torch.device) -> RngState:
-    """The global generators' state after torch.manual_seed(seed), made without touching them."""
-    return {
-        "torch": torch.Generator().manual_seed(seed).get_state(),
-        "cuda": torch.Generator(device).manual_seed(seed).get_state()
-        if device.type == "cuda"
-        else None,
-        "mps": torch.Generator(device).manual_seed(seed).get_state()
-        if device.type == "mps"
-        else None,
-    }
+def global_state(device: torch.device, seed: int | None = None) -> RngState:
+    """The global generators' state (the CPU's and the device's), or, given a seed, the state
+    torch.manual_seed(seed) would give them, made without touching them."""
+    cuda, mps = device.type == "cuda", device.type == "mps"
+    if seed is None:
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if cuda else None,
+                "mps": torch.mps.get_rng_state() if mps else None}  # fmt: skip
 
+    def seeded(where: str | torch.device) -> torch.Tensor:
+        return torch.Generator(where).manual_seed(seed).get_state()
 
-def global_state(device: torch.device) -> RngState:
-    """The global generators' state: the CPU's, and the device's."""
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "mps": torch.mps.get_rng_state() if device.type == "mps" else None,
-    }
+    return {"torch": seeded("cpu"), "cuda": seeded(device) if cuda else None,
+            "mps": seeded(device) if mps else None}  # fmt: skip
 
 
 def set_global_state(state: RngState, device: torch.device) -> None:
@@ -56,8 +49,8 @@ def set_global_state(state: RngState, device: torch.device) -> None:
 
 @contextlib.contextmanager
 def global_generators(state: RngState, device: torch.device) -> Iterator[None]:
-    """Within the block torch's global generators hold `state`; after it, `state` is updated to
-    where the block left them, and they hold the caller's state again."""
+    """Within the block torch's global generators hold `state`; after it, `state` holds where
+    the block left them, and they hold the caller's state again."""
     caller = global_state(device)
     set_global_state(state, device)
     try:
@@ -69,15 +62,14 @@ def global_generators(state: RngState, device: torch.device) -> Iterator[None]:
 
 class RandomStreams:
     """One process's streams of a run: its batches' generator, and the global generators' state
-    for dropout, used through `dropout()`. Ranks differ (each draws its own batches and masks)."""
+    for dropout, used within `dropout()`. Each rank draws its own batches and masks."""
 
     def __init__(self, seed: int, rank: int, device: torch.device) -> None:
         self.device = device
         self.batches = torch.Generator().manual_seed(derived_seed(seed, "train", rank))
-        self.dropout_state = seeded_state(derived_seed(seed, "dropout", rank), device)
+        self.dropout_state = global_state(device, derived_seed(seed, "dropout", rank))
 
     def dropout(self) -> contextlib.AbstractContextManager:
-        """The block draws dropout masks from this run's stream."""
         return global_generators(self.dropout_state, self.device)
 
     def state_dict(self) -> RngState:

@@ -57,7 +57,9 @@ class Run:
         idx = torch.tensor([self.tokenizer.encode(prompt)], device=device)
         generator = torch.Generator(device).manual_seed(seed)
         with evaluating(self.model), inference_autocast(device):
-            out = generate(self.model, idx, max_new_tokens, temperature, generator=generator)
+            out = generate(
+                self.model, idx, max_new_tokens, temperature=temperature, generator=generator
+            )
         return self.tokenizer.decode(out[0].tolist())
 
 

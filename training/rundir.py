@@ -134,85 +134,58 @@ def reconcile_best(checkpoint: dict, best_path: Path) -> list[str]:
     ]
 
 
-def lock_existing_run_dir(out_dir: Path, rt: Runtime) -> RunLock | None:
-    """Where out_dir exists already, lock it at once, before any slow work: a second run aimed
-    at a live run's directory is refused in a moment, and changes nothing there."""
+class RunDirectory:
+    """out_dir as one run holds it, from `with` to its end. Rank 0 decides for every rank
+    (decided_by_rank0): where out_dir exists it is locked at once, so a second run aimed at a live
+    one is refused before any slow work; `claim` (once the run's config and data are checked)
+    creates and locks it, checks it, settles what a killed process left (temporary files; a run
+    set aside, given back or discarded) and, for a fresh run with --overwrite, sets the old run's
+    files aside; the old run is given back if the new one fails before its first checkpoint."""
 
-    def lock() -> RunLock | None:
-        if not os.path.isdir(out_dir):
-            return None
-        lock = RunLock(out_dir)
-        lock.acquire()
-        return lock
+    def __init__(self, out_dir: Path, runtime: Runtime) -> None:
+        self.out_dir, self.runtime = out_dir, runtime
+        self.lock: RunLock | None = None
+        self.aside: SetAside | None = None
 
-    return decided_by_rank0(rt, out_dir, lock)
+    def __enter__(self) -> RunDirectory:
+        def lock_existing() -> RunLock | None:
+            if not os.path.isdir(self.out_dir):
+                return None
+            lock = RunLock(self.out_dir)
+            lock.acquire()
+            return lock
 
+        self.lock = decided_by_rank0(self.runtime, self.out_dir, lock_existing)
+        return self
 
-def claim_run_dir(
-    out_dir: Path, fresh: bool, overwrite: bool, rt: Runtime, lock: RunLock | None, say
-) -> tuple[RunLock | None, SetAside | None]:
-    """Rank 0 creates out_dir and locks it for this run (unless it holds the lock already), and
-    checks it (check_run_dir_entries). A fresh run with overwrite then sets the old run's files
-    aside (returned): the new run takes its place, and the old one is restored if the new one
-    fails before its first checkpoint. What a killed process left is settled first: temporary
-    files removed, a run set aside restored (or discarded, where the run that replaced it made
-    a checkpoint). Returns the lock, held by rank 0 until the run ends, and what was set aside."""
+    def claim(self, fresh: bool, overwrite: bool, say) -> None:
+        out_dir = self.out_dir
 
-    def claim() -> tuple[RunLock, SetAside | None]:
-        held, aside = lock, None
-        try:
-            if held is None:
+        def claim() -> SetAside | None:
+            if self.lock is None:
                 make_run_dir(out_dir)
-                held = RunLock(out_dir)
-                held.acquire()
+                self.lock = RunLock(out_dir)
+                self.lock.acquire()
             check_run_dir_entries(out_dir)
             left = SetAside(out_dir, SET_ASIDE)
-            if left.folder.exists():
-                if holds_run(out_dir):
-                    left.discard()
-                else:
-                    restored = restore_set_aside(left, out_dir)
-                    say(
-                        f"note: restored the run an --overwrite set aside in {out_dir} "
-                        f"({len(restored)} files): the run meant to replace it made no checkpoint"
-                    )
+            if left.folder.exists() and holds_run(out_dir):
+                left.discard()
+            elif left.folder.exists():
+                restored = restore_set_aside(left, out_dir)
+                say(
+                    f"note: restored the run an --overwrite set aside in {out_dir} "
+                    f"({len(restored)} files): the run meant to replace it made no checkpoint"
+                )
+            aside = None
             if fresh and holds_run(out_dir):
                 if not overwrite:  # another run took the directory since the first check
                     raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
                 aside = SetAside(out_dir, SET_ASIDE)
                 aside.move(_previous_run_files(out_dir))
             remove_stale_temporaries(out_dir)
-        except BaseException:
-            if held is not None:
-                held.release()
-            raise
-        return held, aside
+            return aside
 
-    claimed = decided_by_rank0(rt, out_dir, claim)
-    return claimed if claimed is not None else (None, None)
-
-
-class RunDirectory:
-    """out_dir as one run holds it, from `with` to its end: locked at once where it exists (a
-    second run aimed at a live one is refused before any slow work), claimed once the run's config
-    and data are checked (`claim`), and, where an --overwrite set an old run aside and the new one
-    fails before its first checkpoint, given back as it was."""
-
-    def __init__(self, out_dir: Path, runtime: Runtime) -> None:
-        self.out_dir, self.runtime = out_dir, runtime
-        self.locks: list[RunLock] = []
-        self.aside: SetAside | None = None
-
-    def __enter__(self) -> RunDirectory:
-        lock = lock_existing_run_dir(self.out_dir, self.runtime)
-        self.locks = [lock] if lock is not None else []
-        return self
-
-    def claim(self, fresh: bool, overwrite: bool, say) -> None:
-        held = self.locks[0] if self.locks else None
-        claimed, self.aside = claim_run_dir(self.out_dir, fresh, overwrite, self.runtime, held, say)
-        if claimed is not None and claimed is not held:
-            self.locks.append(claimed)
+        self.aside = decided_by_rank0(self.runtime, out_dir, claim)
 
     def discard_replaced(self) -> None:
         """The new run has a checkpoint: the run it replaced is deleted."""
@@ -225,8 +198,8 @@ class RunDirectory:
             if aside is not None and aside.folder.exists() and not holds_run(self.out_dir):
                 restore_set_aside(aside, self.out_dir)  # the new run failed before a checkpoint
         finally:
-            for lock in reversed(self.locks):
-                lock.release()
+            if self.lock is not None:
+                self.lock.release()
 
 
 class QuitNow(UserError):

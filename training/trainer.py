@@ -27,7 +27,7 @@ from training.config import TrainConfig
 from training.console import Console
 from training.distributed import all_rng_states
 from training.optim import build_optimizers, lr_multiplier
-from training.rng import RandomStreams, derived_seed, global_generators, seeded_state
+from training.rng import RandomStreams, derived_seed, global_generators, global_state
 
 Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
 
@@ -80,7 +80,7 @@ class Trainer:
             f"training {parameter_count(model_config):,} parameters (n_layer {config.n_layer}, "
             f"n_embd {config.n_embd})", ConfigError,
         )  # fmt: skip
-        with global_generators(seeded_state(config.seed, device), device):  # the same on every rank
+        with global_generators(global_state(device, config.seed), device):  # the same on every rank
             self.model = GPT(model_config).to(device)
         self.compiled, self.compile_reason = decide_compile(
             config.compile, device, run_work(config, checkpoint["iter_num"] if checkpoint else 0)

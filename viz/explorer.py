@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.gpt import GPT, causal_softmax
+from model.attention_maps import attention_inputs
+from model.gpt import GPT, causal_softmax, evaluating
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 MARKERS = re.compile("__ID__|__TITLE__|__DATA__")
@@ -133,44 +134,31 @@ def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
     windows = []
     top_ids, top_probs = [None] * T, [None] * T
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        for window in sorted(set(starts)):
-            members = [t for t in range(T) if starts[t] == window]
-            end = members[-1] + 1
-            idx = torch.tensor([ids[window:end]], device=device)
-            caught = []
-
-            def catch(attn: torch.nn.Module, args: tuple, caught=caught) -> None:
-                x, rotary = args[0], args[1] if len(args) > 1 else None
-                q, k, v = attn.project(x, rotary)
-                caught.append((q @ k.transpose(-2, -1), causal_softmax(q, k), q, k, v))
-
-            hooks = [b.attn.register_forward_pre_hook(catch) for b in model.transformer.h]
-            try:
-                logits, _ = model(idx)
-            finally:
-                for hook in hooks:
-                    hook.remove()
-            probs = torch.softmax(logits[0].float(), dim=-1)  # (T_window, vocab)
-            best = probs.topk(min(top, probs.size(-1)), dim=-1)
-            window_vectors = {"start": window, "end": end}
-            for i, name in enumerate(("queries", "keys", "values"), start=2):
-                window_vectors[name] = [  # (layer, head, position, hs)
-                    [found[i][0, h].float().tolist() for h in range(n_head)] for found in caught
-                ]
-            windows.append(window_vectors)
+    for window in sorted(set(starts)):
+        members = [t for t in range(T) if starts[t] == window]
+        end = members[-1] + 1
+        idx = torch.tensor([ids[window:end]], device=device)
+        layers = attention_inputs(model, idx)  # (q, k, v) per layer, (1, nh, T_window, hs) each
+        with evaluating(model):
+            logits, _ = model(idx)
+        probs = torch.softmax(logits[0].float(), dim=-1)  # (T_window, vocab)
+        best = probs.topk(min(top, probs.size(-1)), dim=-1)
+        window_vectors = {"start": window, "end": end}
+        for i, name in enumerate(("queries", "keys", "values")):
+            window_vectors[name] = [  # (layer, head, position, hs)
+                [qkv[i][0, h].float().tolist() for h in range(n_head)] for qkv in layers
+            ]
+        windows.append(window_vectors)
+        for layer, (q, k, _) in enumerate(layers):
+            s, w = q @ k.transpose(-2, -1), causal_softmax(q, k)  # (1, nh, T_window, T_window)
             for t in members:
                 row = t - window  # the query's place in this window
-                top_ids[t] = best.indices[row].tolist()
-                top_probs[t] = best.values[row].tolist()
-                for layer, (s, w, *_) in enumerate(caught):
-                    for head in range(n_head):
-                        scores[layer][head][t] = s[0, head, row, : row + 1].float().tolist()
-                        weights[layer][head][t] = w[0, head, row, : row + 1].float().tolist()
-    finally:
-        model.train(was_training)
+                for head in range(n_head):
+                    scores[layer][head][t] = s[0, head, row, : row + 1].float().tolist()
+                    weights[layer][head][t] = w[0, head, row, : row + 1].float().tolist()
+        for t in members:
+            top_ids[t] = best.indices[t - window].tolist()
+            top_probs[t] = best.values[t - window].tolist()
     return {
         "ids": list(ids),
         "start": starts,
