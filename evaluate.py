@@ -2,8 +2,7 @@
 
 Prints the characters scored, the mean loss in nats, bits per character and perplexity of the
 whole validation split (or --split train, or any UTF-8 --text_file), and beside them the random-
-window estimate the trainer made for the same checkpoint. See model/scoring.py for the windows.
-"""
+window estimate the trainer made for the same checkpoint. See model/scoring.py for the windows."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import torch
 
 from checkpoint import load_checkpoint, restore_model
 from data import DATASETS, load_dataset
-from infra.cli import option, parse_into, read_text_file
+from infra.cli import option, parse_into, read_text_file, require
 from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, DataError, UserError, run_main
 from infra.progress import progress
@@ -25,21 +24,18 @@ from model.scoring import bits_and_perplexity, check_stride, exact_loss
 @dataclass(frozen=True)
 class EvaluateOptions:
     ckpt: str = option(help="a checkpoint file, or a run directory (its best.pt, else last.pt)")
-    split: str = option(
-        "val", "the split of the checkpoint's dataset to score", choices=("train", "val")
-    )
+    split: str = option("val", "the split of the checkpoint's dataset to score",
+                        choices=("train", "val"))  # fmt: skip
     text_file: str | None = option(None, "score this UTF-8 file instead of a split")
-    data_path: str = option(
-        "", "the text the run trained on, for its splits (default: Tiny Shakespeare's cache)"
-    )
+    data_path: str = option("", "the text the run trained on, for its splits (default: Tiny "
+                            "Shakespeare's cache)")  # fmt: skip
     data_dir: str = option("", "where its prepared token arrays are (default: under data/)")
     stride: int | None = option(None, "characters between windows (default: block_size / 2)")
     batch_size: int = option(32, "windows per forward pass")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"--batch_size must be at least 1, got {self.batch_size}")
+        require(self.batch_size >= 1, self, "batch_size", "must be at least 1")
 
 
 def text_tokens(options: EvaluateOptions, checkpoint: dict, tokenizer) -> tuple[torch.Tensor, str]:
@@ -53,19 +49,15 @@ def text_tokens(options: EvaluateOptions, checkpoint: dict, tokenizer) -> tuple[
     dataset = checkpoint["config"].get("dataset")
     if dataset == "text" and not options.data_path:
         named = checkpoint["config"].get("data_path")
-        raise ConfigError(
-            "this model trained on a text of its own"
-            + (f" (its config names {str(named)!r})" if isinstance(named, str) and named else "")
-            + ": give that text as --data_path to score its split, or score any file with "
-            "--text_file"
-        )
-    if dataset not in DATASETS:
-        dataset = "shakespeare_char"
+        named = f" (its config names {named!r})" if isinstance(named, str) and named else ""
+        raise ConfigError(f"this model trained on a text of its own{named}: give that text "
+                          "as --data_path to score its split, or score any file with "
+                          "--text_file")  # fmt: skip
+    dataset = dataset if dataset in DATASETS else "shakespeare_char"
     data = load_dataset(dataset, options.data_path, options.data_dir)
     if data.tokenizer.chars != tokenizer.chars:
-        raise DataError(
-            "the checkpoint's vocabulary differs from its dataset's: it cannot score it"
-        )
+        raise DataError("the checkpoint's vocabulary differs from its dataset's: "
+                        "it cannot score it")  # fmt: skip
     return (data.train if options.split == "train" else data.val), f"the {options.split} split"
 
 
@@ -102,10 +94,8 @@ def evaluate(argv: list[str] | None = None) -> int:
     print(f"  perplexity  {perplexity:.3f}")
     estimate = checkpoint["eval_losses"]
     if estimate and options.text_file is None:
-        print(
-            f"  the trainer's estimate at iteration {estimate['iter']}: {options.split} loss "
-            f"{estimate[options.split]:.4f} (random windows)"
-        )
+        print(f"  the trainer's estimate at iteration {estimate['iter']}: {options.split} loss "
+              f"{estimate[options.split]:.4f} (random windows)")  # fmt: skip
     return 0
 
 

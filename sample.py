@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import torch
 
 from checkpoint import load_model
-from infra.cli import option, parse_into, read_text_file
+from infra.cli import option, parse_into, read_text_file, require
 from infra.device import inference_autocast, resolve_device
 from infra.errors import ConfigError, UserError, run_main
 from model import generate_tokens
@@ -22,8 +21,6 @@ from viz.figures import attention_figure
 SEPARATOR = "\n" + "-" * 40
 # Below this, logits divided by the temperature overflow; 0 already means greedy.
 MIN_TEMPERATURE = 1e-3
-# --attention's suffix chooses: a picture of the prompt, or the explorer over the whole sample
-ATTENTION_SUFFIXES = (".png", ".html")
 
 
 @dataclass(frozen=True)
@@ -39,38 +36,24 @@ class SampleOptions:
     seed: int = option(1337, "the same seed gives the same text")
     device: str = option("auto", "auto, cpu, cuda, cuda:N or mps")
     stream: bool | None = option(None, "print characters as they come (default: on a terminal)")
-    kv_cache: bool = option(
-        True, "keep keys and values; --no_kv_cache recomputes every step (slow)"
-    )
-    attention: str | None = option(
-        None,
-        "also show what every head attends to: FILE.html, an interactive page over the prompt and "
-        "the first sample; FILE.png, a picture over the prompt",
-    )
+    kv_cache: bool = option(True, "keep keys and values; --no_kv_cache recomputes each step (slow)")
+    attention: str | None = option(None, "also show what every head attends to: FILE.html, "
+                                   "an interactive page over the prompt and the first sample; "
+                                   "FILE.png, a picture over the prompt")  # fmt: skip
 
     def __post_init__(self) -> None:
-        if self.temperature != 0 and not self.temperature >= MIN_TEMPERATURE:
-            raise ValueError(
-                f"--temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}, got "
-                f"{self.temperature}"
-            )
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
-        if self.attention is not None and Path(self.attention).suffix not in ATTENTION_SUFFIXES:
-            raise ValueError(
-                f"--attention {self.attention}: the file's suffix chooses what is written; "
-                f"use {' or '.join(ATTENTION_SUFFIXES)}"
-            )
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"--top_k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"--top_p must be in (0, 1], got {self.top_p}")
-        if self.num_samples < 1:
-            raise ValueError(f"--num_samples must be at least 1, got {self.num_samples}")
-        if self.max_new_tokens < 0:
-            raise ValueError(f"--max_new_tokens must not be negative, got {self.max_new_tokens}")
+        require(self.temperature == 0 or self.temperature >= MIN_TEMPERATURE, self, "temperature",
+                f"must be 0 (greedy) or at least {MIN_TEMPERATURE}")  # fmt: skip
+        require(0 <= self.seed < 2**63, self, "seed", "must be between 0 and 2**63 - 1")
+        suffix = None if self.attention is None else Path(self.attention).suffix
+        require(suffix in (None, ".png", ".html"), self, "attention",
+                "the file's suffix chooses what is written: use .png or .html")  # fmt: skip
+        require(self.top_k is None or self.top_k >= 1, self, "top_k", "must be at least 1")
+        require(self.top_p is None or 0 < self.top_p <= 1, self, "top_p", "must be in (0, 1]")
+        require(self.num_samples >= 1, self, "num_samples", "must be at least 1")
+        require(self.max_new_tokens >= 0, self, "max_new_tokens", "must not be negative")
         if self.prompt is not None and self.prompt_file is not None:
-            raise ValueError("give --prompt or --prompt_file, not both")
+            raise ConfigError("give --prompt or --prompt_file, not both")
 
 
 def read_prompt(options: SampleOptions) -> str:
@@ -83,32 +66,23 @@ def read_prompt(options: SampleOptions) -> str:
     return prompt
 
 
-def draw_attention(model, ids: list[int], tokenizer, options: SampleOptions) -> None:
-    """Every layer's and head's attention over the prompt, as one PNG."""
-    idx = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
-    maps = [layer[0] for layer in attention_maps(model, idx)]
-    chars = [tokenizer.chars[i] for i in ids]
-    # a path is text: "$" would start one of matplotlib's formulas
-    shown = options.ckpt.replace("$", r"\$")
-    title = f"{shown}: attention over the prompt (rows: queries, columns: keys)"
-    with writing(options.attention):
-        attention_figure(maps, chars, title).savefig(options.attention, dpi=120)
-
-
-def write_explorer(model, ids: list[int], prompt_length: int, tokenizer, options) -> None:
-    """The attention explorer over the prompt and the first sample, as one HTML page."""
-    with inference_autocast(next(model.parameters()).device):
-        attention = attention_over_text(model, ids)
-    title = f"{options.ckpt}, {len(ids)} characters"
-    with writing(options.attention):
-        Explorer(attention, list(tokenizer.chars), prompt_length, title).save(options.attention)
-
-
-@contextlib.contextmanager
-def writing(path: str):
-    """A file that cannot be written is one line; one that was is said on stderr."""
+def write_attention(model, ids: list[int], tokenizer, options, prompt_length: int) -> None:
+    """What every head attends to, into --attention: FILE.png, every layer's and head's attention
+    over ids (the prompt) as one picture; FILE.html, the explorer over ids (the prompt and the
+    first sample). A file that cannot be written is one line; one that was is said on stderr."""
+    path = options.attention
     try:
-        yield
+        if path.endswith(".png"):
+            idx = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
+            maps = [layer[0] for layer in attention_maps(model, idx)]
+            shown = options.ckpt.replace("$", r"\$")  # "$" would start a matplotlib formula
+            title = f"{shown}: attention over the prompt (rows: queries, columns: keys)"
+            attention_figure(maps, tokenizer.decode(ids), title).savefig(path, dpi=120)
+        else:
+            with inference_autocast(next(model.parameters()).device):
+                attention = attention_over_text(model, ids)
+            title = f"{options.ckpt}, {len(ids)} characters"
+            Explorer(attention, list(tokenizer.chars), prompt_length, title).save(path)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
     print(f"wrote {path}", file=sys.stderr)
@@ -123,13 +97,10 @@ def sample(argv: list[str] | None = None) -> int:
 
     block_size = model.config.block_size
     if len(prompt_ids) > block_size:
-        print(
-            f"note: the prompt has {len(prompt_ids)} characters; the model sees only the last "
-            f"{block_size} (its context)",
-            file=sys.stderr,
-        )
+        print(f"note: the prompt has {len(prompt_ids)} characters; the model sees only the last "
+              f"{block_size} (its context)", file=sys.stderr)  # fmt: skip
     if options.attention is not None and options.attention.endswith(".png"):
-        draw_attention(model, prompt_ids[-block_size:], tokenizer, options)
+        write_attention(model, prompt_ids[-block_size:], tokenizer, options, len(prompt_ids))
     stream = sys.stdout.isatty() if options.stream is None else options.stream
     autocast = inference_autocast(device)
     generator = torch.Generator(device=device).manual_seed(options.seed)
@@ -139,18 +110,13 @@ def sample(argv: list[str] | None = None) -> int:
             print(SEPARATOR)
         print(prompt, end="", flush=stream)
         new_tokens = generate_tokens(
-            model,
-            idx,
-            options.max_new_tokens,
-            temperature=options.temperature,
-            top_k=options.top_k,
-            top_p=options.top_p,
-            generator=generator,
+            model, idx, options.max_new_tokens, temperature=options.temperature,
+            top_k=options.top_k, top_p=options.top_p, generator=generator,
             use_kv_cache=options.kv_cache,
-        )
+        )  # fmt: skip
         text, new_ids = [], []
         try:
-            with autocast, named_non_finite_logits():
+            with autocast:
                 for token in new_tokens:
                     char = tokenizer.decode(token.tolist())
                     new_ids.append(int(token))
@@ -158,22 +124,15 @@ def sample(argv: list[str] | None = None) -> int:
                         print(char, end="", flush=True)
                     else:
                         text.append(char)
+        except RuntimeError as e:  # torch.multinomial's complaint about NaN or inf probabilities
+            if "inf, nan" not in str(e):
+                raise
+            raise UserError("the model produced NaN or infinite logits: it cannot sample") from None
         finally:  # on Ctrl-C too: what was generated is written, not lost with the process
             print("".join(text), flush=True)
         if i == 0 and options.attention is not None and options.attention.endswith(".html"):
-            write_explorer(model, prompt_ids + new_ids, len(prompt_ids), tokenizer, options)
+            write_attention(model, prompt_ids + new_ids, tokenizer, options, len(prompt_ids))
     return 0
-
-
-@contextlib.contextmanager
-def named_non_finite_logits():
-    """torch.multinomial's complaint about NaN or infinite probabilities, in the user's words."""
-    try:
-        yield
-    except RuntimeError as e:
-        if "inf, nan" not in str(e):
-            raise
-        raise UserError("the model produced NaN or infinite logits: it cannot sample") from None
 
 
 def main(argv: list[str] | None = None) -> int:

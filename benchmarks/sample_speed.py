@@ -22,7 +22,7 @@ from recording import write_record
 
 from checkpoint import load_checkpoint, resolve_checkpoint_path, restore_model
 from infra.cli import option, parse_into
-from infra.device import resolve_device, synchronize
+from infra.device import Runtime, resolve_device
 from infra.errors import run_main
 from model import GPT, GPTConfig, KVCache, generate
 from model.graphed import GraphedStep
@@ -36,6 +36,10 @@ class SampleSpeedOptions:
     new: int = option(500, "new characters per sample")
     batch: tuple[int, ...] = option((1, 8), "batch sizes, one row each")
     repeats: int = option(3, "best of this many runs")
+
+
+def synchronize(device: torch.device) -> None:
+    Runtime(device, torch.float32).synchronize()
 
 
 def generation_seconds(model: GPT, batch: int, new: int, use_kv_cache: bool, seed: int) -> float:

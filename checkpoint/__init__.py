@@ -1,15 +1,10 @@
 """The checkpoint: what it holds, its file names, its one writer and its one reader.
 
-A checkpoint holds only primitives, tensors and state dicts, so `torch.load(..., weights_only=True)`
-reads it. It is written to a temporary file and renamed into place, so a crash mid-write leaves the
-previous checkpoint whole. A run directory holds `last.pt` (every evaluation: where a resume
-continues) and `best.pt` (whenever the validation loss improved: what sampling reads).
-
-The reader takes a file or a run directory and upgrades every older layout this code accepts to
-the current one (`upgrade`), so nothing above it needs a branch for an older checkpoint. Rebuilding
-the model and its tokenizer from a checkpoint lives here too: this package stands on `model/` and
-`data/`, below `training/` and the scripts.
-"""
+It holds only primitives, tensors and state dicts, so the reader needs no more than
+`torch.load(..., weights_only=True)`; the writer is atomic (`infra.files.write_atomic`). The reader
+upgrades every older layout to the current one (`upgrade`) and checks every field, so nothing above
+it needs a branch for an old or a foreign checkpoint. Rebuilding the model and tokenizer lives here
+too: this package stands on `model/` and `data/`, below `training/` and the scripts."""
 
 from __future__ import annotations
 
@@ -21,7 +16,7 @@ import torch
 
 from data import CharTokenizer
 from infra.device import check_fits
-from infra.errors import CheckpointError, ConfigError
+from infra.errors import CheckpointError, ConfigError, first_line
 from infra.files import TEMPORARY_SUFFIX, write_atomic
 from model import GPT, GPTConfig
 from model.config import parameter_count
@@ -62,9 +57,8 @@ def new_checkpoint(**fields: Any) -> Checkpoint:
 
 
 def upgrade(raw: dict[str, Any]) -> Checkpoint:
-    """A checkpoint of any layout this code accepts, as the current one. Version 1 held one
-    optimizer's state dict (AdamW alone) rather than a list, and could lack eval_losses; up to
-    version 2 the config's min_lr and muon_lr were rates, not ratios of learning_rate."""
+    """A checkpoint of any layout this code accepts, as the current one (CHECKPOINT_VERSION
+    says what changed); version 1 held AdamW's state dict alone, not a list."""
     checkpoint = dict(raw)
     if checkpoint["format_version"] == 1:
         if isinstance(checkpoint["optimizer"], dict):
@@ -88,17 +82,12 @@ def upgrade(raw: dict[str, Any]) -> Checkpoint:
 REQUIRED_KEYS = ("format_version", "model", "model_args", "config", "vocab", "iter_num")
 
 
-def serialize(checkpoint: dict[str, Any]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    return buffer.getvalue()
-
-
 def save_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
     """The one writer: serialize once and write atomically to each path, in order."""
-    payload = serialize({**checkpoint, "format_version": CHECKPOINT_VERSION})
+    payload = io.BytesIO()
+    torch.save({**checkpoint, "format_version": CHECKPOINT_VERSION}, payload)
     for path in paths:
-        write_atomic(path, lambda tmp: tmp.write_bytes(payload))
+        write_atomic(path, lambda tmp: tmp.write_bytes(payload.getbuffer()))
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:
@@ -126,28 +115,22 @@ def resolve_checkpoint_path(path: str | Path, names: tuple[str, ...] = (BEST, LA
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """The one reader: a checkpoint file, or a run directory's (its best.pt, else last.pt), read
-    with weights_only=True and upgraded to the current layout; anything wrong is a one-line
-    CheckpointError."""
+    with weights_only=True and upgraded; anything wrong is a one-line CheckpointError."""
     path = resolve_checkpoint_path(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many kinds for a damaged file; all mean the same here
-        reason = (
-            str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else type(e).__name__
-        )
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: damaged, or not a PyTorch checkpoint ({reason[:160]})"
-        ) from None
+        reason = first_line(e, 160).split(". ")[0]
+        raise CheckpointError(f"cannot read checkpoint {path}: damaged, or not a PyTorch "
+                              f"checkpoint ({reason})") from None  # fmt: skip
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in REQUIRED_KEYS):
         raise CheckpointError(f"{path} is not a checkpoint written by this project's train.py")
     version = checkpoint["format_version"]
     if type(version) is not int or version < 1:
         raise CheckpointError(f"{path}: format_version is {version!r}, not a format number")
     if version > CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format {version}; this code reads up to "
-            f"{CHECKPOINT_VERSION}: update the code"
-        )
+        raise CheckpointError(f"{path} has checkpoint format {version}; this code reads up to "
+                              f"{CHECKPOINT_VERSION}: update the code")  # fmt: skip
     return check_fields(upgrade(checkpoint), path)
 
 
@@ -155,40 +138,29 @@ def check_fields(checkpoint: Checkpoint, path: Path) -> Checkpoint:
     """checkpoint, once every field has the type and shape the code relies on; else a one-line
     CheckpointError naming the field. A checkpoint is data from anywhere: nothing in it is used
     before it is checked here (the model's shape by GPTConfig, its weights by load_weights)."""
-
-    def require(ok: bool, field: str, what: str) -> None:
-        if not ok:
-            shown = repr(checkpoint[field])  # type: ignore[literal-required]
-            raise CheckpointError(
-                f"{path}: {field} must be {what}, got {shown[:80]}: not a checkpoint this code "
-                "can use"
-            )
-
-    def number(x: object) -> bool:
-        return isinstance(x, int | float) and not isinstance(x, bool)
-
     model, args, vocab = checkpoint["model"], checkpoint["model_args"], checkpoint["vocab"]
-    require(
-        isinstance(model, dict)
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()),
-        "model", "a state dict of named tensors",
+    best, steps = checkpoint["best_val_loss"], checkpoint["iter_num"]
+    checks = (
+        ("model", isinstance(model, dict) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()),
+         "a state dict of named tensors"),
+        ("model_args", isinstance(args, dict) and all(isinstance(k, str) for k in args),
+         "a mapping of GPTConfig's fields"),
+        ("vocab", isinstance(vocab, list) and all(isinstance(c, str) and len(c) == 1 for c in vocab)
+         and len(set(vocab)) == len(vocab), "a list of distinct characters"),
+        ("config", isinstance(checkpoint["config"], dict), "a mapping of training keys"),
+        ("iter_num", type(steps) is int and steps >= 0, "a count of steps"),
+        ("best_val_loss", isinstance(best, int | float) and not isinstance(best, bool), "a number"),
+        ("eval_losses", isinstance(checkpoint["eval_losses"], dict), "a mapping"),
+        ("optimizer", isinstance(checkpoint["optimizer"], list), "a list of state dicts"),
+        ("scaler", isinstance(checkpoint["scaler"], dict), "a mapping"),
+        ("rng", isinstance(checkpoint["rng"], list), "a list of random states"),
     )  # fmt: skip
-    require(isinstance(args, dict) and all(isinstance(k, str) for k in args), "model_args",
-            "a mapping of GPTConfig's fields")  # fmt: skip
-    require(
-        isinstance(vocab, list)
-        and all(isinstance(c, str) and len(c) == 1 for c in vocab)
-        and len(set(vocab)) == len(vocab),
-        "vocab", "a list of distinct characters",
-    )  # fmt: skip
-    require(isinstance(checkpoint["config"], dict), "config", "a mapping of training keys")
-    require(type(checkpoint["iter_num"]) is int and checkpoint["iter_num"] >= 0, "iter_num",
-            "a count of steps")  # fmt: skip
-    require(number(checkpoint["best_val_loss"]), "best_val_loss", "a number")
-    require(isinstance(checkpoint["eval_losses"], dict), "eval_losses", "a mapping")
-    require(isinstance(checkpoint["optimizer"], list), "optimizer", "a list of state dicts")
-    require(isinstance(checkpoint["scaler"], dict), "scaler", "a mapping")
-    require(isinstance(checkpoint["rng"], list), "rng", "a list of random states")
+    for field, ok, what in checks:
+        if not ok:
+            shown = repr(checkpoint[field])[:80]  # type: ignore[literal-required]
+            raise CheckpointError(f"{path}: {field} must be {what}, got {shown}: not a checkpoint "
+                                  "this code can use")  # fmt: skip
     return checkpoint
 
 
@@ -198,10 +170,9 @@ def restore_model(
     """The model (in eval mode, on device) and tokenizer, rebuilt from a checkpoint alone."""
     args, vocab = checkpoint["model_args"], checkpoint["vocab"]
     if args.get("vocab_size") != len(vocab):
-        raise CheckpointError(
-            f"checkpoint does not hold a usable model: its vocabulary has {len(vocab)} "
-            f"characters, its model {args.get('vocab_size')!r}"
-        )
+        raise CheckpointError(f"checkpoint does not hold a usable model: its vocabulary has "
+                              f"{len(vocab)} characters, its model "
+                              f"{args.get('vocab_size')!r}")  # fmt: skip
     try:
         config = GPTConfig(**args)
         check_fits(4 * parameter_count(config), torch.device(device), "the checkpoint's model",
@@ -209,7 +180,7 @@ def restore_model(
         model = GPT(config)
         tokenizer = CharTokenizer(vocab)
     except (TypeError, ValueError, ConfigError) as e:
-        reason = str(e).strip().splitlines()[0][:200]
+        reason = first_line(e, 200)
         raise CheckpointError(f"checkpoint does not hold a usable model: {reason}") from None
     load_weights(model, checkpoint["model"])
     return model.to(device).eval(), tokenizer
@@ -217,22 +188,19 @@ def restore_model(
 
 def load_weights(model: GPT, state: dict[str, torch.Tensor]) -> None:
     """model.load_state_dict(state), or a one-line CheckpointError: weights that do not fit the
-    model's shapes, a weight missing, or weights that are NaN or infinite (such a model's every
-    output would be NaN)."""
+    model's shapes, a weight missing, or NaN or infinite weights (every output would be NaN)."""
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         reason = lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__
-        raise CheckpointError(
-            f"the checkpoint's weights do not fit its model: {reason[:200]}"
-        ) from None
+        raise CheckpointError(f"the checkpoint's weights do not fit its model: "
+                              f"{reason[:200]}") from None  # fmt: skip
     broken = [name for name, t in state.items() if t.is_floating_point() and not t.isfinite().all()]
     if broken:
-        raise CheckpointError(
-            f"the checkpoint's weights are NaN or infinite ({', '.join(broken[:3])}"
-            f"{' and more' if len(broken) > 3 else ''}): it cannot be used"
-        )
+        more = " and more" if len(broken) > 3 else ""
+        raise CheckpointError(f"the checkpoint's weights are NaN or infinite "
+                              f"({', '.join(broken[:3])}{more}): it cannot be used")  # fmt: skip
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:
@@ -246,9 +214,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GP
 
 
 def cpu_copy(state: Any, copied: dict[int, torch.Tensor] | None = None) -> Any:
-    """state (nested dicts, lists and tuples) with every tensor copied to the CPU, so that the
-    copy keeps the values of this moment while training changes the originals. A tensor that
-    appears twice (the tied embedding and lm_head) is copied once and stays shared."""
+    """state (nested dicts, lists, tuples) with every tensor copied to the CPU: this moment's values
+    while training changes the originals; a tensor seen twice (tied wte, lm_head) stays shared."""
     copied = {} if copied is None else copied
     if isinstance(state, torch.Tensor):
         if id(state) not in copied:

@@ -3,21 +3,18 @@
     python -m data                          # the cache, else a download (checked)
     python -m data --data_path input.txt    # a copy you have: checked, then put in the cache
 
-Training does the same on its first run; this does it on its own, for a machine that will train
-offline, or to check a copy. The corpus ends up in data/shakespeare_char/input.txt, prepared
-beside it.
-"""
+Training does the same on its first run; this is for a machine that will train offline, or to
+check a copy. The corpus ends up in data/shakespeare_char/input.txt, prepared beside it."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-from data.corpus import SHAKESPEARE_CACHE, check_shakespeare, load_dataset
+from data.corpus import SHAKESPEARE_CACHE, find_shakespeare, load_dataset
 from infra.cli import option, parse_into
-from infra.errors import DataError, run_main
+from infra.errors import run_main
 from infra.files import write_atomic
 
 
@@ -28,11 +25,8 @@ class FetchOptions:
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_into(FetchOptions, argv, __doc__.split("\n")[0])
-    if options.data_path is not None:
-        source = Path(options.data_path)
-        if not source.is_file():
-            raise DataError(f"data_path {source} does not exist")
-        check_shakespeare(source)
+    if options.data_path:
+        source = find_shakespeare(options.data_path)  # a file, and exactly Tiny Shakespeare
         if source.resolve() != SHAKESPEARE_CACHE.resolve():
             # whole or not at all: a full disk leaves no partial cache for later runs to trip on
             write_atomic(SHAKESPEARE_CACHE, lambda tmp: shutil.copyfile(source, tmp))

@@ -20,10 +20,8 @@ def get_batch(
     starts = torch.randint(n_starts, (batch_size,), generator=generator)  # (B,)
     offsets = torch.arange(block_size + 1)  # (T + 1,)
     windows = data[starts[:, None] + offsets].long()  # (B, T + 1): ids stored as uint16
-    device = torch.device(device)
-    if device.type == "cuda":
-        # page-locked memory lets the copy run asynchronously, overlapping the GPU's work
-        windows = windows.pin_memory().to(device, non_blocking=True)
-    else:
-        windows = windows.to(device)
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:  # page-locked memory lets the copy run asynchronously, overlapping the GPU's work
+        windows = windows.pin_memory()
+    windows = windows.to(device, non_blocking=on_gpu)
     return windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)

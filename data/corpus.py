@@ -1,22 +1,18 @@
 """Finding the corpus and preparing it: a vocabulary, a 90/10 split, uint16 token arrays.
 
-Tiny Shakespeare (Karpathy's char-rnn corpus) is looked up in this order: a path the user gives,
-the cache `data/shakespeare_char/input.txt`, a download. Every copy is checked against the known
-size and SHA-256. Any other UTF-8 text trains too (dataset "text"); the check is Tiny
-Shakespeare's alone.
-
-The prepared arrays (`train.bin`, `val.bin`: uint16 ids) sit beside a `vocab.json` and a `meta.json`
-that records the SHA-256 of the text they came from and of every prepared file. Each start checks
-them all (a few milliseconds for Tiny Shakespeare), so a changed source or an altered, truncated or
-damaged file is prepared again instead of used. The ids are memory-mapped, not loaded: memory stays
-near their 2 bytes a character. No pickle anywhere.
-"""
+Tiny Shakespeare (Karpathy's char-rnn corpus) is a path the user gives, else the cache
+`data/shakespeare_char/input.txt`, else a download, checked against its size and SHA-256; any
+other UTF-8 text trains too (dataset "text"). `train.bin` and `val.bin` (uint16 ids, memory-mapped:
+2 bytes a character) sit beside `vocab.json` and `meta.json`, which records the SHA-256 of the
+source and of every prepared file. Each start checks them all (milliseconds), so a changed source
+or an altered file is prepared again, never used. No pickle anywhere."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -45,10 +41,10 @@ DATASETS = ("shakespeare_char", "text")
 VAL_FRACTION = 0.1
 PREPARED_FORMAT = 3  # 3: meta.json says who wrote the folder, and every prepared file's SHA-256
 OWNER = "char-gpt"  # meta.json's "written_by": this project prepared the folder
-
-
-def _nothing(message: str) -> None:
-    pass
+HOW_TO_SUPPLY = (
+    f"download {SHAKESPEARE_URL} and save it as {SHAKESPEARE_CACHE}, "
+    "or pass --data_path PATH to a copy"
+)
 
 
 def sha256_of(path: Path) -> str:
@@ -57,13 +53,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _how_to_supply() -> str:
-    return (
-        f"download {SHAKESPEARE_URL} and save it as {SHAKESPEARE_CACHE}, "
-        "or pass --data_path PATH to a copy"
-    )
 
 
 def check_shakespeare(path: Path) -> None:
@@ -75,10 +64,8 @@ def check_shakespeare(path: Path) -> None:
         problem = f"SHA-256 differs from {SHAKESPEARE_SHA256[:12]}..."
     else:
         return
-    raise DataError(
-        f"{path} is not Tiny Shakespeare ({problem}); to train on your own text add "
-        f"--dataset text, otherwise {_how_to_supply()}"
-    )
+    raise DataError(f"{path} is not Tiny Shakespeare ({problem}); to train on your own text add "
+                    f"--dataset text, otherwise {HOW_TO_SUPPLY}")  # fmt: skip
 
 
 def download_shakespeare(dest: Path, url: str = SHAKESPEARE_URL) -> None:
@@ -87,43 +74,31 @@ def download_shakespeare(dest: Path, url: str = SHAKESPEARE_URL) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.download")
     try:
         with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=30) as response:
-            while chunk := response.read(1 << 16):
-                out.write(chunk)
-        try:
-            check_shakespeare(tmp)
-        except DataError:
-            raise DataError(
-                f"the download from {url} is not Tiny Shakespeare (wrong size or checksum); "
-                f"{_how_to_supply()}"
-            ) from None
+            shutil.copyfileobj(response, out)
+        check_shakespeare(tmp)
         os.replace(tmp, dest)
+    except DataError:
+        raise DataError(f"the download from {url} is not Tiny Shakespeare (wrong size or "
+                        f"checksum); {HOW_TO_SUPPLY}") from None  # fmt: skip
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", None) or e
-        raise DataError(
-            f"could not download Tiny Shakespeare ({reason}); {_how_to_supply()}"
-        ) from None
+        raise DataError(f"could not download Tiny Shakespeare ({reason}); "
+                        f"{HOW_TO_SUPPLY}") from None  # fmt: skip
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def find_shakespeare(
-    data_path: str | Path | None = None,
-    cache: Path = SHAKESPEARE_CACHE,
-    url: str = SHAKESPEARE_URL,
-    say: Callable[[str], None] = _nothing,
-) -> Path:
-    """The path of a checked copy of Tiny Shakespeare: data_path, else the cache, else downloaded
-    into the cache."""
-    if data_path:
-        path = Path(data_path)
-        if not path.is_file():
-            raise DataError(f"data_path {path} does not exist")
-    elif cache.is_file():
-        path = cache
-    else:
+    data_path: str | Path | None = None, cache: Path = SHAKESPEARE_CACHE,
+    url: str = SHAKESPEARE_URL, say: Callable[[str], None] = lambda message: None,
+) -> Path:  # fmt: skip
+    """A checked copy of Tiny Shakespeare: data_path, else the cache, else a download into it."""
+    path = Path(data_path) if data_path else cache
+    if data_path and not path.is_file():
+        raise DataError(f"data_path {path} does not exist")
+    if not data_path and not cache.is_file():
         say(f"downloading Tiny Shakespeare from {url} to {cache}")
         download_shakespeare(cache, url)
-        path = cache
     check_shakespeare(path)
     return path
 
@@ -134,13 +109,6 @@ class PreparedData:
     val: torch.Tensor  # (N_val,) uint16 token ids, memory-mapped from val.bin
     tokenizer: CharTokenizer
     data_dir: Path
-
-
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start})") from None
 
 
 ENCODE_CHUNK = 1 << 22  # characters encoded at a time, so no copy of the whole text is made
@@ -160,20 +128,21 @@ def encode_corpus(tokenizer: CharTokenizer, text: str) -> np.ndarray:
 PREPARED_FILES = ("train.bin", "val.bin", "vocab.json")
 
 
-def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> dict:
+def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> None:
     """Tokenize source into data_dir: train.bin and val.bin (uint16), vocab.json, and meta.json,
-    which records each file's size and SHA-256 so that every later start can check them.
-    meta.json is written first as a claim (the folder's files are this project's, whatever
-    stops the work) and last in full, so a half-finished preparation is never taken for a
-    finished one; a preparation that fails removes what it wrote."""
-    text = read_text(source)
+    which records each file's size and SHA-256 for every later start to check. meta.json is
+    written first as a claim (the folder's files are this project's, whatever stops the work) and
+    last in full, so a half-finished preparation is never taken for one; a failed one is removed."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{source} is not UTF-8 text (bad byte at offset {e.start})") from None
     if len(text) < 2:
         raise DataError(f"{source} holds {len(text)} characters; a corpus needs at least 2")
     tokenizer = CharTokenizer.from_text(text)
     ids = encode_corpus(tokenizer, text)
     del text
     n_train = int(len(ids) * (1 - VAL_FRACTION))
-    data_dir.mkdir(parents=True, exist_ok=True)
     meta_path = data_dir / "meta.json"
     try:
         write_atomic(meta_path, lambda p: p.write_text(json.dumps({"written_by": OWNER})))
@@ -182,27 +151,22 @@ def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> d
         write_atomic(data_dir / "val.bin", lambda p: p.write_bytes(memoryview(ids[n_train:])))
         write_atomic(data_dir / "vocab.json", tokenizer.save)
         meta = {
-            "format": PREPARED_FORMAT,
-            "written_by": OWNER,
-            "source": str(source),
-            "source_sha256": source_sha256 or sha256_of(source),
-            "vocab_size": tokenizer.vocab_size,
-            "train_tokens": n_train,
+            "format": PREPARED_FORMAT, "written_by": OWNER,
+            "source": str(source), "source_sha256": source_sha256 or sha256_of(source),
+            "vocab_size": tokenizer.vocab_size, "train_tokens": n_train,
             "val_tokens": len(ids) - n_train,
             "files": {name: sha256_of(data_dir / name) for name in PREPARED_FILES},
-        }
+        }  # fmt: skip
         write_atomic(meta_path, lambda p: p.write_text(json.dumps(meta, indent=2)))
     except BaseException:
         for name in (*PREPARED_FILES, "meta.json"):
             (data_dir / name).unlink(missing_ok=True)
         raise
-    return meta
 
 
 def check_preparation(data_dir: Path, source_sha256: str) -> str | None:
-    """Why data_dir does not hold a complete, unaltered preparation of the text with this
-    SHA-256 (None when it does): every file's size and SHA-256 against meta.json, the vocabulary
-    valid and of the recorded size, and every id inside it."""
+    """Why data_dir does not hold a complete, unaltered preparation of the text with this SHA-256
+    (None if it does): each file's size and SHA-256 as recorded, the vocabulary, every id in it."""
     try:
         meta = json.loads((data_dir / "meta.json").read_text())
     except FileNotFoundError:
@@ -239,34 +203,12 @@ def check_preparation(data_dir: Path, source_sha256: str) -> str | None:
     return None
 
 
-def default_data_dir(dataset: str, data_path: str | Path | None, sha256: str) -> Path:
-    """Where a text is prepared unless --data_dir says: for a text of the user's, a folder named
-    for the file and keyed by its SHA-256, so that two texts of one name never share one."""
-    if dataset == "shakespeare_char":
-        return SHAKESPEARE_DIR
-    return DATA_ROOT / "text" / f"{Path(data_path or 'corpus').stem}-{sha256[:16]}"
-
-
-# What preparation writes into a data_dir (and the corpus it keeps there): anything else in it
-# is the user's, and a data_dir that holds such files is not prepared into.
+# What preparation writes into a data_dir (and the corpus it keeps there): all else is the user's.
 OWN_FILES = {*PREPARED_FILES, "meta.json", "input.txt", LOCK_NAME}
 
 
-def written_here(data_dir: Path) -> bool:
-    """Whether data_dir's meta.json says this project prepared the folder (or has the fields
-    of one it prepared in format 2)."""
-    try:
-        meta = json.loads((data_dir / "meta.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and (
-        meta.get("written_by") == OWNER or {"format", "source_sha256", "files"} <= meta.keys()
-    )
-
-
 def check_data_dir(data_dir: Path) -> None:
-    """Refuse a data_dir that holds files this project did not write, whatever their names, or a
-    link in their place."""
+    """Refuse a data_dir with files this project did not write (any name), or a link for its own."""
     for name in OWN_FILES:
         refuse_link(data_dir / name)
     if not data_dir.is_dir():
@@ -275,22 +217,26 @@ def check_data_dir(data_dir: Path) -> None:
         p.name for p in data_dir.iterdir()
         if p.name not in OWN_FILES and not p.name.endswith((TEMPORARY_SUFFIX, ".download"))
     )  # fmt: skip
-    if not written_here(data_dir):  # then files of its own names are not its own either
+    try:  # meta.json says this project prepared the folder (or has the fields format 2 wrote)
+        meta = json.loads((data_dir / "meta.json").read_text())
+        ours = (
+            meta.get("written_by") == OWNER or {"format", "source_sha256", "files"} <= meta.keys()
+        )
+    except (OSError, ValueError, AttributeError):  # AttributeError: meta is not a mapping
+        ours = False
+    if not ours:  # then files of its own names are not its own either
         foreign += [n for n in (*PREPARED_FILES, "meta.json") if (data_dir / n).exists()]
     if foreign:
         shown = ", ".join(foreign[:3]) + (" and more" if len(foreign) > 3 else "")
-        raise DataError(
-            f"data_dir {data_dir} holds files this project did not write ({shown}); it prepares "
-            "only into a folder of its own: give an empty or a new --data_dir"
-        )
+        raise DataError(f"data_dir {data_dir} holds files this project did not write ({shown}); "
+                        "it prepares only into a folder of its own: give an empty or a new "
+                        "--data_dir")  # fmt: skip
 
 
 def load_dataset(
-    dataset: str = "shakespeare_char",
-    data_path: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    say: Callable[[str], None] = _nothing,
-) -> PreparedData:
+    dataset: str = "shakespeare_char", data_path: str | Path | None = None,
+    data_dir: str | Path | None = None, say: Callable[[str], None] = lambda message: None,
+) -> PreparedData:  # fmt: skip
     """Find the text, prepare it unless data_dir holds a checked preparation of it, and map the
     token arrays of both splits into memory (uint16, read from disk as needed)."""
     if dataset == "shakespeare_char":
@@ -304,7 +250,10 @@ def load_dataset(
     else:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     source_sha256 = sha256_of(source)
-    data_dir = Path(data_dir) if data_dir else default_data_dir(dataset, data_path, source_sha256)
+    # Unless --data_dir says, a text of the user's is prepared in a folder named for the file and
+    # keyed by its SHA-256, so that two texts of one name never share one.
+    own_dir = DATA_ROOT / "text" / f"{source.stem}-{source_sha256[:16]}"
+    data_dir = Path(data_dir or (SHAKESPEARE_DIR if dataset == "shakespeare_char" else own_dir))
     check_data_dir(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -321,9 +270,5 @@ def load_dataset(
         if problem is not None:
             say(f"preparing {source} into {data_dir} ({problem})")
             prepare(source, data_dir, source_sha256)
-        return PreparedData(
-            train=read_ids("train.bin"),
-            val=read_ids("val.bin"),
-            tokenizer=CharTokenizer.load(data_dir / "vocab.json"),
-            data_dir=data_dir,
-        )
+        tokenizer = CharTokenizer.load(data_dir / "vocab.json")
+        return PreparedData(read_ids("train.bin"), read_ids("val.bin"), tokenizer, data_dir)

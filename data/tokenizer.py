@@ -13,10 +13,8 @@ from infra.errors import DataError
 
 class CharTokenizer:
     def __init__(self, chars: Sequence[str]) -> None:
-        if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
-            raise ValueError("a vocabulary is a sequence of distinct single characters")
-        if list(chars) != sorted(chars):
-            raise ValueError("a vocabulary is sorted by code point")
+        if any(len(c) != 1 for c in chars) or list(chars) != sorted(set(chars)):
+            raise ValueError("a vocabulary is distinct single characters, sorted by code point")
         self.chars = list(chars)
         self.stoi = {c: i for i, c in enumerate(self.chars)}
         # the code points in id order, for encoding a whole corpus with one searchsorted
@@ -38,10 +36,8 @@ class CharTokenizer:
         if unknown:
             shown = ", ".join(repr(c) for c in unknown[:10])
             more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            raise DataError(
-                f"{'character' if len(unknown) == 1 else 'characters'} {shown}{more} "
-                f"not in the vocabulary of {self.vocab_size} characters"
-            )
+            raise DataError(f"{'character' if len(unknown) == 1 else 'characters'} {shown}{more} "
+                            f"not in the vocabulary of {self.vocab_size} characters")  # fmt: skip
 
     def encode(self, text: str) -> list[int]:
         self._check_known(text)

@@ -1,23 +1,23 @@
 """One command-line style for every script: argparse, generated from a dataclass's fields.
 
-A field's `metadata["help"]` is its help text; `metadata["choices"]`, if any, its allowed values.
-Every field becomes `--name VALUE` (or `--name=VALUE`); a boolean also takes `--name`, `--no-name`
-and `--name false`; a tuple takes several values; `metadata["positional"]` makes a field an
-argument without a flag. Values are converted by `parse_value`, the one conversion that YAML files
-go through too. A mistake is a ConfigError with one line that names the option, with a
-did-you-mean for a misspelt one.
-"""
+A field's `metadata["help"]` is its help text, `metadata["choices"]` its allowed values. Every
+field becomes `--name VALUE` (or `--name=VALUE`); a boolean also takes `--name`, `--no-name` and
+`--name false`; a tuple takes several values; a `metadata["positional"]` field takes no flag.
+`parse_value` converts values, for YAML files too. A mistake is one ConfigError line that names
+the option, with a did-you-mean for a misspelt one."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import sys
 import types
 import typing
+from argparse import SUPPRESS
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,27 +50,18 @@ def parse_value(key: str, tp: Any, value: Any, source: str) -> Any:
     """value (typed, from YAML; or a string, from the command line) as type tp, or a ConfigError
     that names the key and the source."""
     tp, optional = _base_type(tp)
-    text = value if isinstance(value, str) else None
-    if optional and (value is None or (text is not None and text.lower() in ("none", "null"))):
-        return None
-    if optional and tp is bool and text is not None and text.lower() == "auto":
-        return None  # a choice left to the program: null and auto say the same
-    if tp is Path:
-        tp = str
+    word = value.lower() if isinstance(value, str) else None
+    if optional and (value is None or word in ("none", "null") or (tp is bool and word == "auto")):
+        return None  # auto: a choice left to the program, which null says too
+    tp = str if tp is Path else tp
     unset = " or auto" if optional and tp is bool else " or null" if optional else ""
     bad = ConfigError(f"{source}: {key} expects {_TYPE_NAMES[tp]}{unset}, got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if text is not None and text.lower() in _TRUE + _FALSE:
-            return text.lower() in _TRUE
+    if tp is bool and (isinstance(value, bool) or word in _TRUE + _FALSE):
+        return value if isinstance(value, bool) else word in _TRUE
+    if tp is str and isinstance(value, str | os.PathLike):  # a path given from Python too
+        return os.fspath(value)
+    if tp in (bool, str):
         raise bad
-    if tp is str:
-        if isinstance(value, os.PathLike):  # a path given from Python
-            return os.fspath(value)
-        if text is None:
-            raise bad
-        return value
     # Numbers. Strings are accepted from YAML too, because YAML reads 1e-3 (no dot) as a string.
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise bad
@@ -103,15 +94,13 @@ class Parser(argparse.ArgumentParser):
                 break
             name, eq, value = arg.partition("=")
             if name.startswith("--") and name not in spellings.values():
-                name = spellings.get(_canonical(name), name)
-                argv[i] = name + eq + value
+                argv[i] = spellings.get(_canonical(name), name) + eq + value
         namespace, unknown = self.parse_known_args(argv)
         for arg in unknown:
             if arg.startswith("-"):
                 name = arg.lstrip("-").partition("=")[0]
-                known = [o.lstrip("-") for o in spellings.values() if o.startswith("--")]
-                known = [o for o in known if not o.startswith("no-")]  # --no_X is the one shown
-                suggestion = did_you_mean(_canonical(name), [_canonical(k) for k in known])
+                long = [o[2:] for o in spellings.values() if o[:2] == "--" and o[:5] != "--no-"]
+                suggestion = did_you_mean(_canonical(name), map(_canonical, long))  # --no_X shown
                 if "-" in name:  # answer in the user's own spelling: dashes work as well
                     suggestion = suggestion.replace("_", "-")
                 raise ConfigError(f"command line: unknown option --{name}{suggestion}")
@@ -119,18 +108,13 @@ class Parser(argparse.ArgumentParser):
         return namespace
 
     def add_fields(
-        self,
-        cls: type,
-        defaults: bool = True,
-        group: argparse._ArgumentGroup | None = None,
-        only: Iterable[str] | None = None,
-        shown: dict[str, Any] | None = None,
+        self, cls: type, defaults: bool = True, group: argparse._ArgumentGroup | None = None,
+        only: Iterable[str] | None = None, shown: dict[str, Any] | None = None,
         shown_source: str = "",
-    ) -> None:
+    ) -> None:  # fmt: skip
         """One option per field of the dataclass cls that has help (or per field named in only).
-        With defaults=False an option not given is absent from the result, so that a config
-        file's value can stand. `shown`: values that --help lists instead of the fields' defaults
-        (a config file's, named by shown_source)."""
+        defaults=False leaves an option not given out of the result, so a config file's value can
+        stand; --help lists `shown` values instead of defaults (a config file's: shown_source)."""
         hints = typing.get_type_hints(cls)
         target = group or self
         for f in dataclasses.fields(cls):
@@ -141,11 +125,9 @@ class Parser(argparse.ArgumentParser):
             item_type = typing.get_args(tp)[0] if many else hints[f.name]
             required = f.default is dataclasses.MISSING
             kwargs: dict[str, Any] = dict(
-                type=lambda text, key=f.name, t=item_type: parse_value(
-                    key, t, text, "command line"
-                ),
+                type=functools.partial(parse_value, f.name, item_type, source="command line"),
                 help=_help_text(f, shown or {}, shown_source),
-                default=f.default if defaults and not required else argparse.SUPPRESS,
+                default=f.default if defaults and not required else SUPPRESS,
                 nargs="+" if many else None,
             )
             if f.metadata.get("positional"):
@@ -157,14 +139,8 @@ class Parser(argparse.ArgumentParser):
                 kwargs.update(nargs="?", const=True, metavar="BOOL")
             target.add_argument(f"--{f.name}", dest=f.name, required=required, **kwargs)
             if tp is bool:
-                target.add_argument(
-                    f"--no-{f.name}",
-                    f"--no_{f.name}",
-                    dest=f.name,
-                    action="store_false",
-                    default=argparse.SUPPRESS,
-                    help=argparse.SUPPRESS,
-                )
+                negated = dict(dest=f.name, action="store_false", default=SUPPRESS, help=SUPPRESS)
+                target.add_argument(f"--no-{f.name}", f"--no_{f.name}", **negated)
 
 
 def _canonical(option_name: str) -> str:
@@ -208,14 +184,10 @@ def fields_of(cls: type, namespace: argparse.Namespace) -> dict[str, Any]:
 
 def parse_into(cls: type, argv: Sequence[str] | None, description: str) -> Any:
     """A dataclass instance from the command line: the whole parse of a script whose options are
-    exactly cls's fields. A ValueError from cls's own checks becomes a one-line ConfigError."""
+    exactly cls's fields (whose own checks use `require`)."""
     parser = Parser(description)
     parser.add_fields(cls)
-    values = fields_of(cls, parser.parse(argv))
-    try:
-        options = cls(**values)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    options = cls(**fields_of(cls, parser.parse(argv)))
     check_choices(options)
     return options
 
@@ -227,8 +199,7 @@ def require(ok: bool, options: Any, key: str, message: str) -> None:
 
 
 def check_choices(options: Any) -> None:
-    """A ConfigError naming the first field of the dataclass instance options whose value is not
-    among its metadata["choices"]."""
+    """A ConfigError naming the first field of options whose value is not in its choices."""
     for f in dataclasses.fields(options):
         choices, value = f.metadata.get("choices"), getattr(options, f.name)
         if choices and value not in choices:

@@ -1,9 +1,6 @@
-"""Where and how the model runs: device, precision and distributed setup, decided once, here.
-
-Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE) a process group is started: NCCL with
-one GPU per local rank on CUDA, gloo on the CPU. Without torchrun nothing changes: one process,
-rank 0.
-"""
+"""Where and how the model runs: device, precision, compiling and distributed setup, decided once,
+here. Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE) a process group is started: NCCL
+with one GPU per local rank on CUDA, gloo on the CPU; without it, one process, rank 0."""
 
 from __future__ import annotations
 
@@ -24,10 +21,7 @@ DTYPE_NAMES = ("auto", *DTYPES)
 
 def is_device_name(name: str) -> bool:
     """Whether name has the form of a device this project runs on (it may still be absent)."""
-    prefix, colon, index = name.partition(":")
-    if colon:
-        return prefix == "cuda" and index.isdigit()
-    return name in ("auto", "cpu", "cuda", "mps")
+    return name in ("auto", "cpu", "cuda", "mps") or (name[:5] == "cuda:" and name[5:].isdigit())
 
 
 def _mps_available() -> bool:
@@ -37,9 +31,9 @@ def _mps_available() -> bool:
 def resolve_device(name: str) -> torch.device:
     """auto picks CUDA, then MPS, then CPU; an explicit device must exist."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
+        return torch.device(
+            "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+        )
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -48,18 +42,13 @@ def resolve_device(name: str) -> torch.device:
         raise DeviceError(f"device {name!r} is not supported; use auto, cpu, cuda, cuda:N or mps")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device {name!r} requested but CUDA is not available here; "
-                "use --device auto or --device cpu"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"device {name!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
-            )
+            raise DeviceError(f"device {name!r} requested but CUDA is not available here; "
+                              "use --device auto or --device cpu")  # fmt: skip
+        if device.index is not None and device.index >= (count := torch.cuda.device_count()):
+            raise DeviceError(f"device {name!r} requested but only {count} GPU(s) exist")
     if device.type == "mps" and not _mps_available():
-        raise DeviceError(
-            "device 'mps' requested but MPS is not available here; use --device auto or cpu"
-        )
+        raise DeviceError("device 'mps' requested but MPS is not available here; "
+                          "use --device auto or cpu")  # fmt: skip
     return device
 
 
@@ -69,9 +58,8 @@ NATIVE_BF16_ENV = "CHARGPT_NATIVE_BF16"
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), as torch reports it,
-    unless CHARGPT_NATIVE_BF16 says otherwise. Elsewhere (most laptops, AVX2-only servers) bf16
-    is emulated, many times slower than fp32."""
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX), unless NATIVE_BF16_ENV
+    says; elsewhere (most laptops, AVX2-only servers) bf16 is emulated, many times slower."""
     forced = os.environ.get(NATIVE_BF16_ENV)
     if forced is not None:
         if forced not in ("0", "1"):
@@ -97,15 +85,10 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def inference_dtype(device: torch.device) -> torch.dtype:
-    """The precision sampling and evaluation run in: fp32 on a CPU, so that a seed gives the same
-    text on every CPU whatever its bf16 support; on a GPU what auto trains in (bf16, else fp16)."""
-    return torch.float32 if device.type == "cpu" else resolve_dtype("auto", device)
-
-
 def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast to inference_dtype on device (nothing in fp32)."""
-    dtype = inference_dtype(device)
+    """The precision sampling and evaluation run in: fp32 (no autocast) on a CPU, so that a seed
+    gives the same text on every CPU whatever its bf16 support; on a GPU what auto trains in."""
+    dtype = torch.float32 if device.type == "cpu" else resolve_dtype("auto", device)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
@@ -114,17 +97,13 @@ def explain_dtype(name: str, device: torch.device, dtype: torch.dtype) -> str:
     supports it (fp16 with a gradient scaler on older CUDA), bf16 on a CPU with native bf16,
     fp32 on other CPUs and on MPS."""
     if device.type == "cpu":
-        capability = torch.backends.cpu.get_cpu_capability()
-        native = cpu_has_native_bf16()
+        cpu, native = f"this CPU ({torch.backends.cpu.get_cpu_capability()})", cpu_has_native_bf16()
         if name == "auto":
-            if native:
-                return f"auto: this CPU ({capability}) has native bf16"
-            return f"auto: this CPU ({capability}) has no native bf16, which would be emulated"
+            has = "native bf16" if native else "no native bf16, which would be emulated"
+            return f"auto: {cpu} has {has}"
         if dtype == torch.bfloat16 and not native:
-            return (
-                f"requested; warning: this CPU ({capability}) has no native bf16, so it is "
-                "emulated and many times slower than float32: use --dtype auto"
-            )
+            return (f"requested; warning: {cpu} has no native bf16, so it is emulated and many "
+                    "times slower than float32: use --dtype auto")  # fmt: skip
     return "auto" if name == "auto" else "requested"
 
 
@@ -134,10 +113,9 @@ COMPILE_REPAID_AFTER = 5000
 
 
 def decide_compile(setting: bool | None, device: torch.device, work: float) -> tuple[bool, str]:
-    """Whether to compile the model, and why, for the start-up line. setting None is auto: on
-    CUDA when `work` (the run's optimizer steps, an evaluation batch counted as a third of one:
-    a forward pass without the backward) reaches COMPILE_REPAID_AFTER; never on the CPU or MPS,
-    where compiling rarely repays its start-up (docs/performance.md)."""
+    """Whether to compile the model, and why, for the start-up line. None is auto: on CUDA when
+    `work` (optimizer steps, an evaluation batch a third of one: no backward) reaches
+    COMPILE_REPAID_AFTER; never on the CPU or MPS, where it rarely repays (docs/performance.md)."""
     if setting is not None:
         return setting, "requested"
     if device.type != "cuda":
@@ -149,34 +127,19 @@ def decide_compile(setting: bool | None, device: torch.device, work: float) -> t
     )
 
 
-def memory_bytes(device: torch.device) -> int | None:
-    """The memory a model on device can use at most: the GPU's, or this machine's RAM (None
-    where it cannot be known)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[1]
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not POSIX
-        return None
-
-
 def check_fits(needed: int, device: torch.device, what: str, error: type[UserError]) -> None:
     """A one-line error, before anything is allocated, when `what` needs more bytes than device
-    has at all."""
-    available = memory_bytes(device)
-    if available is not None and needed > available:
-        raise error(
-            f"{what} needs {needed / 2**30:,.1f} GiB, more than the {available / 2**30:,.1f} GiB "
-            f"of {device.type} memory here"
-        )
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so a clock read afterwards measures it."""
+    has at all: the GPU's memory, or this machine's RAM (unchecked where that is unknown)."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+        available = torch.cuda.mem_get_info(device)[1]
+    else:
+        try:
+            available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # not POSIX
+            return
+    if needed > available:
+        raise error(f"{what} needs {needed / 2**30:,.1f} GiB, more than the "
+                    f"{available / 2**30:,.1f} GiB of {device.type} memory here")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -201,7 +164,11 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def synchronize(self) -> None:
-        synchronize(self.device)
+        """Wait for queued GPU work, so a clock read afterwards measures it."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elif self.device.type == "mps":
+            torch.mps.synchronize()
 
     def barrier(self) -> None:
         if self.distributed:
@@ -217,34 +184,26 @@ def setup_runtime(
 ) -> Runtime:
     """Decide device and precision; under torchrun, join the process group, whose collectives
     give up after `timeout` seconds without an answer (a rank that hangs ends the job)."""
+    resolved = resolve_device(device)
     if not launched_by_torchrun():
-        resolved = resolve_device(device)
         precision = resolve_dtype(dtype, resolved)
         return Runtime(resolved, precision, dtype_reason=explain_dtype(dtype, resolved, precision))
-    rank = int(os.environ["RANK"])
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    world_size = int(os.environ["WORLD_SIZE"])
-    resolved = resolve_device(device)
+    if resolved.type not in ("cuda", "cpu"):
+        raise DeviceError(f"torchrun training runs on CUDA (NCCL) or CPU (gloo), not {resolved}")
     if resolved.type == "cuda":
         if device not in ("auto", "cuda"):
             raise DeviceError("under torchrun give --device cuda or auto: each rank takes its GPU")
-        if local_rank >= torch.cuda.device_count():
-            raise DeviceError(
-                f"local rank {local_rank} has no GPU: this node has {torch.cuda.device_count()}; "
-                "use --nproc_per_node at most that"
-            )
+        if local_rank >= (count := torch.cuda.device_count()):
+            raise DeviceError(f"local rank {local_rank} has no GPU: this node has {count}; "
+                              "use --nproc_per_node at most that")  # fmt: skip
         resolved = torch.device("cuda", local_rank)
         torch.cuda.set_device(resolved)
-        backend = "nccl"
-    elif resolved.type == "cpu":
-        backend = "gloo"
-    else:
-        raise DeviceError(f"torchrun training runs on CUDA (NCCL) or CPU (gloo), not {resolved}")
-    wait = datetime.timedelta(seconds=timeout)
-    if backend == "nccl":
-        dist.init_process_group(backend, device_id=resolved, timeout=wait)
-    else:
-        dist.init_process_group(backend, timeout=wait)
+    cuda, wait = resolved.type == "cuda", datetime.timedelta(seconds=timeout)
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", device_id=resolved if cuda else None, timeout=wait
+    )
     precision = resolve_dtype(dtype, resolved)
     return Runtime(resolved, precision, rank, world_size, explain_dtype(dtype, resolved, precision))
 

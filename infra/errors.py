@@ -1,12 +1,8 @@
-"""What a user's mistake is, and how every script reports it.
+"""What a user's mistake is, and how every script reports it (every `main` runs through `run_main`).
 
-Every error a user can see is defined here, and imported from here. A `UserError` is a problem
-the user can fix (a bad option, a missing file, a device this machine lacks): its message is one
-line that says what and what to do, and it carries the exit code. Anything else that escapes is a
-bug and keeps its traceback. Every script's `main` runs through `run_main`, which prints a
-UserError as one line on stderr, exits with its code, and is quiet when the reader of its output
-has gone away (`python sample.py ... | head`).
-"""
+A `UserError` is a problem the user can fix (a bad option, a missing file, a device this machine
+lacks): one line that says what and what to do, and the exit code. Anything else is a bug and
+keeps its traceback."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 
 class UserError(Exception):
@@ -32,8 +29,7 @@ class ConfigError(UserError):
 
 
 class DataError(UserError):
-    """The data cannot be used as given (a missing file, a corrupt download, an unknown
-    character); the message says why and what to do."""
+    """Data unusable as given: a missing file, a corrupt download, an unknown character."""
 
 
 class CheckpointError(UserError):
@@ -45,27 +41,29 @@ class DeviceError(UserError):
 
 
 class RunDirError(UserError):
-    """A run directory that cannot be used: a file, not creatable, held by a live run, or holding
-    a symbolic link where a run's or the data's own file or folder should be (the project never
-    writes, reads or deletes through one, so nothing outside those folders is touched)."""
+    """A run directory that is a file, not creatable, held by a live run, or holding a link where
+    a run's or the data's own file or folder should be (none is ever followed: see refuse_link)."""
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's last flush of a closed pipe does not
-    print a second error (the Python documentation's recipe for SIGPIPE)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    with contextlib.suppress(OSError, ValueError):  # stdout may have no file descriptor
-        os.dup2(devnull, sys.stdout.fileno())
+def first_line(error: BaseException, limit: int) -> str:
+    """The first line of error's message, at most limit characters (its type if it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
+def mute(stream: TextIO) -> None:
+    """Send what is still written to stream to /dev/null: its reader is gone (a closed pipe or
+    terminal), so a last flush prints no second error and a run goes on (Python's SIGPIPE note)."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (a test's capture)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def run_main(
-    main: Callable[[Sequence[str] | None], int | None],
-    argv: Sequence[str] | None = None,
-    prog: str | None = None,
-    prefix: Callable[[], str] = lambda: "",
-) -> int:
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
+    prog: str | None = None, prefix: Callable[[], str] = lambda: "",
+) -> int:  # fmt: skip
     """main(argv)'s exit code, with a UserError as `prog: error: message` on stderr, Ctrl-C as
-    exit 130 and a closed output pipe as a quiet exit 1."""
+    exit 130 and a closed output pipe (`python sample.py ... | head`) as a quiet exit 1."""
     prog = prog or os.path.basename(sys.argv[0]) or "python"
     try:
         return main(argv) or 0
@@ -77,7 +75,7 @@ def run_main(
         _say(f"\n{prefix()}{prog}: interrupted")
         return 130
     except BrokenPipeError:
-        _silence_stdout()
+        mute(sys.stdout)
         return 1
     except OSError as e:  # a full disk, a file that cannot be written: the machine, not the code
         _say(f"{prefix()}{prog}: error: {describe_os_error(e)}")
@@ -92,8 +90,7 @@ def _say(line: str) -> None:
 
 def describe_os_error(e: OSError) -> str:
     """An OSError in words a user acts on: what happened, and to which file."""
-    what = "disk full (no space left on device)" if e.errno == errno.ENOSPC else e.strerror
-    where = f" writing {e.filename}" if e.errno == errno.ENOSPC and e.filename else ""
-    if e.errno != errno.ENOSPC and e.filename:
-        where = f": {e.filename}"
-    return f"{what or e}{where}"
+    if e.errno == errno.ENOSPC:
+        where = f" writing {e.filename}" if e.filename else ""
+        return f"disk full (no space left on device){where}"
+    return f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")

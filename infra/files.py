@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -32,17 +33,15 @@ def _fsync(path: Path) -> None:
 def refuse_link(path: Path) -> None:
     """A RunDirError where path is a symbolic link (a missing path is fine)."""
     if path.is_symlink():
-        raise RunDirError(
-            f"{path} is a link (to {os.readlink(path)}); the project writes and deletes only its "
-            "own files, never through a link: remove the link, or give another directory"
-        )
+        raise RunDirError(f"{path} is a link (to {os.readlink(path)}); the project writes and "
+                          "deletes only its own files, never through a link: remove the link, "
+                          "or give another directory")  # fmt: skip
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path:
-    a reader, or a crash, sees the old file or the new one, never part of one. Used for prepared
-    data, checkpoints and saved configs. A link at path is refused (RunDirError), and the
-    temporary file is made anew, so that no link planted under its name is followed."""
+    a reader, or a crash, sees the old file or the new one, never part of one. A link at path is
+    refused (RunDirError); the temporary file is made anew, so no link planted there is followed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     refuse_link(path)
     # the pid in the name: ranks never share one
@@ -74,11 +73,9 @@ def make_run_dir(path: Path) -> None:
 
 
 class RunLock:
-    """An exclusive lock on a run directory, held for as long as this process lives.
-
-    It is an flock(2) on `out_dir/.lock`: the kernel releases it when the process ends in any way
-    (exit, crash, SIGKILL, power loss), so a killed run never blocks the next one. The file holds
-    the owner's pid, host and command, only to name it in the refusal."""
+    """An exclusive flock(2) on `out_dir/.lock`, held for as long as this process lives: the kernel
+    releases it when the process ends in any way (exit, crash, SIGKILL, power loss), so a killed
+    run never blocks the next one. The file names the owner (pid, host, command) in the refusal."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / LOCK_NAME
@@ -103,8 +100,7 @@ class RunLock:
         file.seek(0)
         file.truncate()
         command = " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))
-        file.write(f"pid {os.getpid()} on {socket.gethostname()}: {command}\n")
-        file.flush()
+        print(f"pid {os.getpid()} on {socket.gethostname()}: {command}", file=file, flush=True)
         self._file = file
 
     def release(self) -> None:
@@ -114,10 +110,9 @@ class RunLock:
 
 
 class SetAside:
-    """A run's files moved into a folder beside them instead of deleted, so that they can be put
-    back: `--overwrite` sets the old run aside, restores it if the new run fails before its first
-    checkpoint, and discards it after. A folder left by a killed process is settled at the next
-    start (`settle`)."""
+    """A run's files moved into a folder beside them instead of deleted: `--overwrite` sets the old
+    run aside, restores it if the new run fails before its first checkpoint, and discards it after.
+    A folder left by a killed process is settled at the next start (`settle`)."""
 
     def __init__(self, run_dir: Path, name: str = ".replaced") -> None:
         self.run_dir = run_dir
@@ -136,8 +131,7 @@ class SetAside:
                 folder.rmdir()
 
     def restore(self) -> list[Path]:
-        """Put every file back where it was (replacing what the new run wrote there); the
-        folder goes. Returns the files restored."""
+        """Put every file back (over what the new run wrote there), remove the folder: the files."""
         restored = []
         if self.folder.is_dir() and not self.folder.is_symlink():
             for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
@@ -149,15 +143,11 @@ class SetAside:
         return restored
 
     def discard(self) -> None:
-        """Delete the set-aside files and the folder: the run that replaced them has made its
-        first checkpoint."""
+        """Delete the set-aside files and the folder (the new run has made its first checkpoint)."""
         if self.folder.is_symlink():
             self.folder.unlink()
-            return
-        if self.folder.is_dir():
-            for path in sorted(self.folder.rglob("*"), reverse=True):  # files before folders
-                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
-            self.folder.rmdir()
+        elif self.folder.is_dir():
+            shutil.rmtree(self.folder)  # a link inside is removed itself, never followed
 
 
 @contextlib.contextmanager

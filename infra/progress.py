@@ -19,15 +19,11 @@ PLAIN_FORMAT = (
 
 
 def progress(
-    items: Iterable[Item],
-    total: int,
-    desc: str,
-    unit: str = "it",
-    every: float = 10.0,
+    items: Iterable[Item], total: int, desc: str, unit: str = "it", every: float = 10.0,
     interactive: bool | None = None,
-) -> Iterator[Item]:
-    """items, with progress on stderr: on a terminal a tqdm bar; elsewhere a line at most
-    every `every` seconds (none for work shorter than that)."""
+) -> Iterator[Item]:  # fmt: skip
+    """items, with progress on stderr; off a terminal, a line at most every `every` seconds (none
+    for shorter work)."""
     interactive = sys.stderr.isatty() if interactive is None else interactive
     if interactive:
         yield from tqdm(items, total=total, desc=desc, unit=unit, leave=False)

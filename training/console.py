@@ -3,20 +3,11 @@ plain lines elsewhere (a file, CI), and a run that goes on when its reader goes 
 
 from __future__ import annotations
 
-import os
 import sys
 
 from tqdm import tqdm
 
-
-def mute(stream) -> None:
-    """Send whatever is still written to stream (sys.stdout or sys.stderr) to /dev/null: its
-    reader is gone (a closed pipe, a closed terminal), and the run must go on without it."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-    except (OSError, ValueError):  # no file descriptor (a test's capture): nothing to mute
-        pass
+from infra.errors import mute
 
 
 class Console:
@@ -25,19 +16,29 @@ class Console:
     the output goes away (`train.py | head`, a closed terminal), the output is dropped and the
     run goes on."""
 
-    def __init__(self, enabled: bool = True, interactive: bool | None = None) -> None:
-        self.enabled = enabled
+    def __init__(
+        self, enabled: bool = True, interactive: bool | None = None, prefix: str = ""
+    ) -> None:
+        self.enabled, self.prefix = enabled, prefix
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.bar: tqdm | None = None
+        self.owner = self  # the console whose bar this one prints above (`labelled`)
+
+    def labelled(self, prefix: str) -> Console:
+        """A console for one of several runs trained together: its lines start with prefix, and
+        print above this console's bar."""
+        console = Console(self.enabled, self.interactive, prefix)
+        console.owner = self
+        return console
 
     def print(self, message: str) -> None:
         if not self.enabled:
             return
         try:
-            if self.bar is not None:
-                tqdm.write(message, file=sys.stdout)
+            if self.owner.bar is not None:
+                tqdm.write(self.prefix + message, file=sys.stdout)
             else:
-                print(message, flush=True)
+                print(self.prefix + message, flush=True)
         except OSError:  # EPIPE, or EIO from a closed terminal
             mute(sys.stdout)
 

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from infra.device import DEFAULT_DIST_TIMEOUT, Runtime, setup_runtime, teardown_runtime
-from infra.errors import RunDirError, UserError
+from infra.errors import RunDirError, UserError, first_line
 from training.rng import RandomStreams
 
 # How gloo, NCCL and DDP say that another process stopped answering or went away.
@@ -50,7 +50,7 @@ def runtime_for(
     except RuntimeError as e:  # gloo and DDP report a silent peer as a RuntimeError
         if not runtime.distributed or not lost_peers(e):
             raise
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = first_line(e, 160)
         raise UserError(  # the other processes did not answer within dist_timeout
             f"the other processes stopped answering (waited up to {timeout:g} s, dist_timeout; "
             f"{reason}); the last checkpoint is whole: resume the job from it"
