@@ -1,13 +1,16 @@
 """Train a character-level GPT: `python train.py --config small.yaml` (see --help), or from Python:
 
-    from train import train
+    from train import sweep, train
     run = train("small.yaml", max_iters=300, hooks=[print])
+    runs = sweep("small.yaml", learning_rate=[1e-3, 3e-3], max_iters=300)
 
 The whole run, top to bottom: set-up (the config, the run directory, the data, the model and
 optimizers), the loop (a step; a log line every log_interval; an evaluation and a checkpoint every
-eval_interval; the hooks), the end (the exact validation loss). The pieces it calls:
+eval_interval; the hooks), the end (the exact validation loss). The same code trains a sweep's
+variants, one after another or several as one stack (training/stack.py). The pieces it calls:
 training/trainer.py (the state, the step, the clock), training/evaluation.py (evaluation),
-training/rundir.py (which directory a run may write into), training/stopping.py (signals).
+training/rundir.py (which directory a run may write into), training/stopping.py (signals),
+training/sweep.py (a sweep's variants and its table).
 
 Exit codes: 0 done; 1 a problem with the data, device, checkpoint or run directory; 2 a mistake
 in the configuration; 128 + the signal's number when a signal stopped it (130 for SIGINT, 143 for
@@ -20,7 +23,8 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +33,12 @@ import yaml
 
 from checkpoint import LAST
 from data import load_dataset
-from infra.device import launched_by_torchrun
-from infra.errors import DeviceError, run_main
+from infra.device import launched_by_torchrun, resolve_device
+from infra.errors import ConfigError, DeviceError, run_main
 from infra.files import write_atomic
 from infra.progress import progress
 from model.scoring import exact_loss
-from training.command_line import load_config, parse_command_line
+from training.command_line import TrainArgs, load_config, parse_command_line
 from training.config import DATA_PATH_KEYS
 from training.console import Console
 from training.distributed import StepReport, agree_at_log_point, runtime_for
@@ -42,7 +46,7 @@ from training.evaluation import evaluate, probe_pictures
 from training.logger import Logger, TensorBoardLogger
 from training.mfu import flops_per_token, peak_flops
 from training.optim import describe_optimizers
-from training.run import Hook, Run, Step, StopTraining
+from training.run import Hook, Run, Step, StopTraining, Sweep
 from training.rundir import (
     CONFIG_FILE,
     CONFIG_HEADER,
@@ -51,11 +55,13 @@ from training.rundir import (
     prepare_run,
     resume_command,
 )
-from training.stopping import SignalCatcher, check_finite
+from training.stack import Stack
+from training.stopping import NonFiniteLoss, SignalCatcher, check_finite
+from training.sweep import plan_sweep, result_row, stack_groups, write_plan, write_results
 from training.trainer import Trainer
 from viz.figures import AttentionPictures
 
-__all__ = ["Run", "Step", "StopTraining", "train"]
+__all__ = ["Run", "Step", "StopTraining", "Sweep", "sweep", "train"]
 
 
 def train(
@@ -76,109 +82,174 @@ def train(
     (a notebook's interrupt) saves last.pt and returns the run so far. A mistake in the
     settings is a ConfigError, raised before any work.
     """
-    # ---- set-up. Everything that can refuse the run (the config, the checkpoint to resume, the
-    # device, the data, the model's size) is checked before out_dir is created or changed.
     args = load_config(config, resume, overwrite, **settings)
-    config, checkpoint, notes = prepare_run(args)
-    runtime_context = runtime_for(config.device, config.dtype, config.dist_timeout)
-    with runtime_context as runtime, RunDirectory(Path(config.out_dir), runtime) as run_dir:
+    if args.sweep:
+        raise ConfigError(f"this varies {', '.join(args.sweep)}: sweep() trains a grid of runs")
+    (run,) = train_together([args], hooks, stacked=False)
+    return run
+
+
+def sweep(
+    config: str | Path | None = None,
+    *,
+    hooks: Sequence[Hook] = (),
+    resume: str | Path | bool | None = None,
+    overwrite: bool = False,
+    **settings: Any,
+) -> Sweep:
+    """Train a variant for every combination of the values given as lists among the settings
+    (and in the config file's `sweep:`), e.g. sweep("small.yaml", learning_rate=[1e-3, 3e-3],
+    seed=[1, 2]): each an ordinary run in out_dir/<its values>/, and a table of their results
+    (results.md and results.csv in out_dir, sorted by best val loss). `stack` (a setting; auto:
+    on CUDA) trains variants that can share one as a stack, the others one after another. A
+    variant whose loss becomes non-finite stops alone; Ctrl-C saves every variant that has
+    begun; resume=out_dir continues each from its own last.pt. Hooks see every variant's steps."""
+    args = load_config(config, resume, overwrite, **settings)
+    if not args.sweep:
+        raise ConfigError("nothing to sweep: give a key a list of values, e.g. seed=[1, 2]")
+    sweep_dir, variants = plan_sweep(args)
+    # every variant checked before any directory is touched
+    prepared = [(v.args, *prepare_run(v.args)) for v in variants]
+    if args.resume is None:
+        write_plan(sweep_dir, variants, args.sweep)
+    configs = [config for _, config, _, _ in prepared]
+    stack = configs[0].stack
+    if stack is None:  # auto: a stack pays where one step of many models costs little more
+        stack = resolve_device(configs[0].device).type == "cuda"
+    iterations = [checkpoint["iter_num"] if checkpoint else 0 for *_, checkpoint, _ in prepared]
+    groups = stack_groups(configs, iterations) if stack else [[i] for i in range(len(variants))]
+    if stack and len(groups) > 1:
+        print(f"sweep: {len(variants)} variants in {len(groups)} stacks, one after another "
+              "(variants of a stack share everything but the optimizer's numbers and the seed, "
+              "and stand at the same iteration)")  # fmt: skip
+    done: Sweep = Sweep(sweep_dir, [], [], "")
+    for group in groups:
+        started = time.perf_counter()
+        runs = train_together([prepared[i] for i in group], hooks, stacked=stack, stop_alone=True)
+        seconds = time.perf_counter() - started
+        for i, run in zip(group, runs, strict=True):
+            done.runs.append(run)
+            done.rows.append(result_row(variants[i], run, seconds))
+        done.table = write_results(sweep_dir, done.rows)
+        print(done.table, end="")
+        if any(run.signal for run in runs):  # stopped by the user: the rest waits for --resume
+            break
+    return done
+
+
+def train_together(
+    requests: list[TrainArgs | tuple], hooks: Sequence[Hook], stacked: bool, stop_alone=False
+) -> list[Run]:
+    """Train runs side by side: one alone, or a sweep's variants as one stack (one step trains
+    them all, training/stack.py). Each request is a run's TrainArgs, or them with what
+    prepare_run made of them. stop_alone: a run whose loss turns non-finite stops by itself."""
+    # ---- set-up. Everything that can refuse a run (its config, the checkpoint it resumes, the
+    # device, the data, the model's size) is checked before its out_dir is created or changed.
+    prepared = [r if isinstance(r, tuple) else (r, *prepare_run(r)) for r in requests]
+    configs = [config for _, config, _, _ in prepared]
+    runtime_context = runtime_for(configs[0].device, configs[0].dtype, configs[0].dist_timeout)
+    with runtime_context as runtime, contextlib.ExitStack() as held:
         console = Console(enabled=runtime.is_main)
-        for note in notes:
-            console.print(note)
+        run_dirs = [held.enter_context(RunDirectory(Path(c.out_dir), runtime)) for c in configs]
         if not runtime.is_main:  # rank 0 prepares the data while the others wait, then they read
             runtime.barrier()
-        data = load_dataset(config.dataset, config.data_path, config.data_dir, say=console.print)
+        datasets = {}  # the variants of a sweep share their text
+        for c in configs:
+            where = (c.dataset, c.data_path, c.data_dir)
+            if where not in datasets:
+                datasets[where] = load_dataset(*where, say=console.print)
         if runtime.is_main:
             runtime.barrier()
-        trainer = Trainer(config, runtime, data, console, checkpoint, run_dir.discard_replaced)
-        pictures = probe_pictures(config, data)
-        # out_dir is this run's from here: locked, and an --overwrite's old run set aside until
-        # the new run's first checkpoint
-        run_dir.claim(fresh=checkpoint is None, overwrite=overwrite, say=console.print)
-        logger = start_logs(config, runtime.is_main, console, checkpoint, args.config_name)
-        run = Run(config, trainer.model, data.tokenizer, logger.history, trainer.iter_num,
-                  trainer.best_val_loss)  # fmt: skip
+        lanes = []
+        for (args, config, checkpoint, notes), run_dir in zip(prepared, run_dirs, strict=True):
+            say = console.labelled(f"[{run_dir.out_dir.name}] ") if len(prepared) > 1 else console
+            for note in notes:
+                say.print(note)
+            data = datasets[(config.dataset, config.data_path, config.data_dir)]
+            trainer = Trainer(config, runtime, data, say, checkpoint, run_dir.discard_replaced)
+            lanes.append(Lane(args, trainer, probe_pictures(config, data), stop_alone))
+        # each out_dir is its run's from here: locked, and an --overwrite's old run set aside
+        # until the new run's first checkpoint
+        for lane, run_dir in zip(lanes, run_dirs, strict=True):
+            run_dir.claim(fresh=lane.resumed_from is None, overwrite=lane.args.overwrite,
+                          say=lane.trainer.console.print)  # fmt: skip
+            lane.start_logs(runtime.is_main)
+            held.callback(lane.logger.close)
+        trainers = [lane.trainer for lane in lanes]
+        if stacked:
+            step = Stack(trainers).step
+        else:
+
+            def step(active: list[Trainer]) -> list:
+                return [trainer.train_step() for trainer in active]
+
         try:
-            describe(trainer)
-            loop(trainer, logger, pictures, run, hooks)
+            describe(trainers, stacked)
+            loop(lanes, hooks, step)
             # ---- the end
-            if run.stopped:
-                say_how_to_continue(run, runtime.world_size)
-            else:
-                if runtime.is_main:
-                    run.val_loss_exact = report_exact_val_loss(trainer, logger)
-                peak = ""
-                if runtime.device.type == "cuda":
-                    peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
-                console.print(
-                    f"done: {trainer.iter_num} iterations, best val loss "
-                    f"{trainer.best_val_loss:.4f}{peak}; checkpoints in {config.out_dir}"
-                )
+            for lane in lanes:
+                lane.finish()
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the loop (exact pass)
-            raise QuitNow(Path(config.out_dir)) from None
+            raise QuitNow(Path(configs[0].out_dir)) from None
         except RuntimeError as e:  # torch.OutOfMemoryError on a GPU, a plain one on the CPU
             if not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
                 raise
             raise DeviceError(
-                f"out of {runtime.device.type} memory at iteration {trainer.iter_num}: make "
+                f"out of {runtime.device.type} memory at iteration {trainers[0].iter_num}: make "
                 "batch_size, block_size or the model smaller"
             ) from None
-        finally:
-            logger.close()
-    run.model.eval()  # ready to sample from
-    return run
+    for lane in lanes:
+        lane.run.model.eval()  # ready to sample from
+    return [lane.run for lane in lanes]
 
 
-def loop(
-    trainer: Trainer, logger: Logger, pictures: AttentionPictures, run: Run, hooks: Sequence[Hook]
-) -> None:
-    """Train until max_iters. After each step: a log line every log_interval, an evaluation and a
-    checkpoint every eval_interval (the losses alone every loss_interval), then the hooks. A
-    signal (SIGINT, SIGTERM, SIGHUP) takes effect at the next log point, where the ranks meet, as
-    does a hook's StopTraining under torchrun (at once in one process): every rank saves last.pt
-    and the run ends, its `stopped` saying why."""
-    config, console, rt = trainer.config, trainer.console, trainer.runtime
+def loop(lanes: list[Lane], hooks: Sequence[Hook], step: Callable[[list[Trainer]], list]) -> None:
+    """Train until max_iters. `step` takes one optimizer step of the runs still training (a run
+    alone: its train_step; a stack: all of them at once). After it, for each run: a log line
+    every log_interval, an evaluation and a checkpoint every eval_interval (the losses alone
+    every loss_interval), then the hooks. A signal (SIGINT, SIGTERM, SIGHUP) takes effect at the
+    next log point, where the ranks meet, as does a hook's StopTraining under torchrun (at once
+    in one process): each run saves last.pt and ends, its `stopped` saying why."""
+    first = lanes[0].trainer
+    config, console, rt = first.config, first.console.owner, first.runtime
     hook_stop = False
     with SignalCatcher(console.print) as signals:
-        console.start_bar(total=config.max_iters, initial=trainer.iter_num)
-        trainer.clock.start(trainer.iter_num)
+        console.start_bar(total=config.max_iters, initial=first.iter_num)
         try:
-            if trainer.iter_num == 0:  # the curves' first point: the untrained model's losses
-                evaluate(trainer, logger, pictures)
-            while trainer.iter_num < config.max_iters:
-                loss, grad_norm = trainer.train_step()
+            for lane in lanes:
+                lane.trainer.clock.start(lane.trainer.iter_num)
+                if lane.trainer.iter_num == 0:  # the curves' first point: the untrained losses
+                    evaluate(lane.trainer, lane.logger, lane.pictures)
+            while active := [lane for lane in lanes if lane.training]:
+                results = step([lane.trainer for lane in active])
                 console.update_bar(1)
                 stop = False
-                if trainer.due(config.log_interval):
+                for lane, (loss, grad_norm) in zip(active, results, strict=True):
                     asked = signals.signum is not None or hook_stop
-                    report = agree_at_log_point(loss, grad_norm, asked, rt)
-                    check_finite(report, trainer.iter_num, not trainer.scaler.is_enabled())
-                    log(trainer, logger, report)
-                    stop = report.stop_requested
-                evaluation = None
-                if trainer.due(config.eval_interval):
-                    evaluation = evaluate(trainer, logger, pictures)
-                elif config.loss_interval and trainer.due(config.loss_interval):
-                    evaluation = evaluate(trainer, logger, pictures, extras=False)
-                run.iter_num, run.best_val_loss = trainer.iter_num, trainer.best_val_loss
-                if hooks:
-                    lr = trainer.optimizers[0].param_groups[0]["lr"]
-                    step = Step(trainer.iter_num, lr, trainer.model, evaluation, run, loss)
-                    hook_stop = call_hooks(hooks, step, trainer) or hook_stop
-                    stop = stop or (hook_stop and not rt.distributed)
-                if stop and trainer.iter_num < config.max_iters:
-                    if not trainer.due(config.eval_interval):  # an evaluation saved it already
-                        trainer.save()
-                    run.signal = signals.signum or (None if hook_stop else signal.SIGTERM)
-                    run.stopped = signal.Signals(run.signal).name if run.signal else "StopTraining"
+                    try:
+                        stop_asked, evaluation = lane.after_step(loss, grad_norm, asked)
+                    except NonFiniteLoss as e:
+                        if not lane.stop_alone:
+                            raise
+                        lane.run.stopped = f"non-finite loss: {e}"
+                        lane.trainer.console.print(f"stopped alone: {e}; its checkpoints stay")
+                        continue
+                    stop |= stop_asked
+                    if hooks:
+                        hook_stop = call_hooks(hooks, lane.step(loss, evaluation)) or hook_stop
+                        stop |= hook_stop and not rt.distributed
+                if stop and first.iter_num < config.max_iters:
+                    for lane in active:
+                        lane.stop(signals.signum or (None if hook_stop else signal.SIGTERM))
                     return
         finally:
             console.close_bar()
-            trainer.background.wait()  # the last checkpoint is on disk before the run goes on
-            logger.flush()
+            for lane in lanes:
+                lane.trainer.background.wait()  # the last checkpoints are on disk
+                lane.logger.flush()
 
 
-def call_hooks(hooks: Sequence[Hook], step: Step, trainer: Trainer) -> bool:
+def call_hooks(hooks: Sequence[Hook], step: Step) -> bool:
     """Each hook in order; True when one raised StopTraining. Any other exception is the hook's
     own (the caller's code): the run saves last.pt and the exception goes on up, as it was."""
     try:
@@ -187,11 +258,106 @@ def call_hooks(hooks: Sequence[Hook], step: Step, trainer: Trainer) -> bool:
     except StopTraining:
         return True
     except Exception:
+        trainer = step.trainer
         if not trainer.runtime.distributed:  # saving meets the other ranks, who are not coming
             trainer.save()
             trainer.background.wait()
         raise
     return False
+
+
+class Lane:
+    """One run while it trains beside others (or alone): what it was asked (args), its trainer,
+    its probe's pictures, its logger (which keeps its history) and the Run it returns."""
+
+    def __init__(
+        self, args: TrainArgs, trainer: Trainer, pictures: AttentionPictures, stop_alone: bool
+    ) -> None:
+        self.args, self.trainer, self.pictures = args, trainer, pictures
+        self.stop_alone = stop_alone
+        self.resumed_from = trainer.iter_num if args.resume else None
+        self.logger = Logger()
+        self.run = Run(trainer.config, trainer.model, trainer.data.tokenizer, self.logger.history)
+
+    @property
+    def training(self) -> bool:
+        return self.run.stopped is None and self.trainer.iter_num < self.trainer.config.max_iters
+
+    def start_logs(self, is_main: bool) -> None:
+        """Rank 0 prints the resolved config and writes it to out_dir/config.yaml, and opens the
+        TensorBoard log (on resume, TensorBoard drops what the stopped run logged after its
+        checkpoint). Every rank keeps its history."""
+        config, say, resumed = self.trainer.config, self.trainer.console.print, self.resumed_from
+        self.run.iter_num = self.trainer.iter_num
+        self.run.best_val_loss = self.trainer.best_val_loss
+        if not is_main:
+            return
+        resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
+        say(
+            f"resuming {config.out_dir}:"
+            if resumed is not None
+            else f"config ({self.args.config_name}):"
+        )
+        say("  " + resolved.rstrip().replace("\n", "\n  "))
+        text = f"{CONFIG_HEADER}\n{resolved}"
+        write_atomic(Path(config.out_dir) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
+        if config.tensorboard:
+            purge_step = resumed + 1 if resumed is not None else 0
+            logger = TensorBoardLogger(Path(config.out_dir), purge_step=purge_step)
+            logger.history = self.logger.history
+            if resumed is None:
+                shown = self.args.hparams or tuple(config.to_dict())
+                hparams = {key: getattr(config, key) for key in shown}
+                logger.hparams(hparams, ["val_loss", "val_loss_exact", "train_loss"])
+            self.logger = logger
+
+    def after_step(self, loss, grad_norm, asked: bool) -> tuple[bool, dict[str, float] | None]:
+        """What follows a step: the log point, the evaluation, the run's numbers brought up to
+        date. Returns whether a stop was asked for at this log point, and the evaluation's
+        losses on a step that had one."""
+        trainer, config, stop, evaluation = self.trainer, self.trainer.config, False, None
+        if trainer.due(config.log_interval):
+            report = agree_at_log_point(loss, grad_norm, asked, trainer.runtime)
+            check_finite(report, trainer.iter_num, not trainer.scaler.is_enabled())
+            log(trainer, self.logger, report)
+            stop = report.stop_requested
+        if trainer.due(config.eval_interval):
+            evaluation = evaluate(trainer, self.logger, self.pictures)
+        elif config.loss_interval and trainer.due(config.loss_interval):
+            evaluation = evaluate(trainer, self.logger, self.pictures, extras=False)
+        self.run.iter_num, self.run.best_val_loss = trainer.iter_num, trainer.best_val_loss
+        return stop, evaluation
+
+    def step(self, loss: torch.Tensor, evaluation: dict[str, float] | None) -> Step:
+        """What hooks see of the step just taken."""
+        trainer = self.trainer
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        return Step(trainer.iter_num, lr, trainer.model, evaluation, self.run, loss, trainer)
+
+    def stop(self, signum: int | None) -> None:
+        """Stop here, by a signal (its number) or a hook's StopTraining (None): last.pt saved."""
+        if not self.trainer.due(self.trainer.config.eval_interval):  # else evaluated and saved
+            self.trainer.save()
+        self.run.signal = signum
+        self.run.stopped = signal.Signals(signum).name if signum else "StopTraining"
+
+    def finish(self) -> None:
+        """The end: the exact validation loss and a last line; for a run stopped early, the line
+        that says how to continue it."""
+        trainer, run = self.trainer, self.run
+        if run.stopped is not None:
+            if not run.stopped.startswith("non-finite"):
+                say_how_to_continue(run, trainer.runtime.world_size)
+            return
+        if trainer.runtime.is_main:
+            run.val_loss_exact = report_exact_val_loss(trainer, self.logger)
+        peak = ""
+        if trainer.runtime.device.type == "cuda":
+            peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+        trainer.console.print(
+            f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}"
+            f"{peak}; checkpoints in {trainer.config.out_dir}"
+        )
 
 
 def log(trainer: Trainer, logger: Logger, report: StepReport) -> None:
@@ -211,39 +377,18 @@ def log(trainer: Trainer, logger: Logger, report: StepReport) -> None:
         logger.scalar("mfu", mfu, step)
         mfu_text = f", mfu {100 * mfu:.1f}%"
     progress = f"loss {report.loss:.4f}, lr {rates[0]:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
-    if trainer.console.bar is not None:  # the bar shows the time left
-        trainer.console.update_bar(0, postfix=progress)
+    if trainer.console.owner.bar is not None:  # the bar shows the time left
+        trainer.console.owner.update_bar(0, postfix=progress)
     else:
         left = trainer.clock.time_left(step, config.max_iters)
         trainer.console.print(f"iter {step}: {progress}, {left} left")
 
 
-def start_logs(
-    config, is_main: bool, console: Console, checkpoint: dict | None, config_name: str
-) -> Logger:
-    """Rank 0 prints the resolved config and writes it to out_dir/config.yaml, and opens the
-    TensorBoard log (on resume, TensorBoard drops what the stopped run logged after its
-    checkpoint). Every rank keeps its history."""
-    if not is_main:
-        return Logger()
-    resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
-    console.print(f"resuming {config.out_dir}:" if checkpoint else f"config ({config_name}):")
-    console.print("  " + resolved.rstrip().replace("\n", "\n  "))
-    text = f"{CONFIG_HEADER}\n{resolved}"
-    write_atomic(Path(config.out_dir) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
-    if not config.tensorboard:
-        return Logger()
-    purge_step = checkpoint["iter_num"] + 1 if checkpoint else 0
-    logger = TensorBoardLogger(Path(config.out_dir), purge_step=purge_step)
-    if checkpoint is None:
-        logger.hparams(config.to_dict(), ["val_loss", "val_loss_exact", "train_loss"])
-    return logger
-
-
-def describe(trainer: Trainer) -> None:
+def describe(trainers: list[Trainer], stacked: bool) -> None:
     """The start-up lines: where and in what precision it runs (and why), the model's size, and
     the tokens one optimizer step sees."""
-    cfg, rt, say = trainer.config, trainer.runtime, trainer.console.print
+    trainer = trainers[0]
+    cfg, rt, say = trainer.config, trainer.runtime, trainer.console.owner.print
 
     def count(n: int, noun: str) -> str:
         return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
@@ -261,6 +406,9 @@ def describe(trainer: Trainer) -> None:
         f"{count(rt.world_size, 'process')} x {cfg.batch_size} batch x {cfg.block_size} "
         f"block = {trainer.tokens_per_iter:,}"
     )
+    if len(trainers) > 1:
+        how = "as one stack, one step for all" if stacked else "one after another"
+        say(f"{len(trainers)} variants, {how}")
 
 
 def report_exact_val_loss(trainer: Trainer, logger: Logger) -> float:
@@ -311,8 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: its options parsed into train()'s arguments."""
 
     def from_command_line(argv: list[str] | None) -> int:
-        run = train(**parse_command_line(argv))
-        return 128 + run.signal if run.signal else 0
+        arguments = parse_command_line(argv)
+        if load_config(**arguments).sweep:
+            runs = sweep(**arguments).runs
+        else:
+            runs = [train(**arguments)]
+        return next((128 + run.signal for run in runs if run.signal), 0)
 
     return run_main(from_command_line, argv, prog="train.py", prefix=rank_prefix)
 

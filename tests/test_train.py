@@ -17,9 +17,7 @@ from helpers import flags, scalar_points, tensorboard_runs
 import train
 from checkpoint import load_checkpoint
 from infra.device import Runtime
-from training.evaluation import estimate_loss, probe_pictures
-from training.logger import Logger
-from training.run import Run
+from training.evaluation import estimate_loss
 from training.trainer import Trainer
 
 
@@ -116,16 +114,14 @@ def test_own_text_corpus_trains(tmp_path, capsys):
 
 @pytest.mark.e2e
 def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
-    tiny_config, shakespeare, capsys
+    tiny_argv, capsys, monkeypatch
 ):
     from training.console import Console
 
     def fit(interactive: bool) -> tuple[str, str]:
-        config = tiny_config(max_iters=20, eval_interval=10, log_interval=5)
-        runtime = Runtime(torch.device("cpu"), torch.float32)
-        trainer = Trainer(config, runtime, shakespeare, console=Console(interactive=interactive))
-        run = Run(config, trainer.model, shakespeare.tokenizer, [])
-        train.loop(trainer, Logger(), probe_pictures(config, shakespeare), run, hooks=[])
+        monkeypatch.setattr(train, "Console", lambda enabled: Console(enabled, interactive))
+        argv = ("--max_iters", "20", "--eval_interval", "10", "--log_interval", "5")
+        assert train.main(tiny_argv(*argv, "--loss_interval", "0", "--overwrite")) == 0
         captured = capsys.readouterr()
         return captured.out, captured.err
 

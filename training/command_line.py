@@ -10,12 +10,13 @@ training/rundir.py).
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import shlex
 import sys
 import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from training.config import DATA_PATH_KEYS, FIXED_ON_RESUME, KEYS, TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = "small.yaml"
+SWEEP = "sweep"  # a config file's mapping of the keys a sweep varies to their values
+SWEEP_FILE = "sweep.json"  # a sweep's plan, in its directory (training/sweep.py)
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
@@ -52,7 +55,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     if not isinstance(loaded or {}, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value, got {type(loaded).__name__}")
-    return {key: coerce(key, value, str(path)) for key, value in (loaded or {}).items()}
+    values = {key: value for key, value in (loaded or {}).items() if key != SWEEP}
+    varied = (loaded or {}).get(SWEEP) or {}
+    if not isinstance(varied, dict) or not all(isinstance(v, list) for v in varied.values()):
+        raise ConfigError(f"{path}: sweep must be a mapping of key: [values], got {varied!r}")
+    return {
+        **{key: coerce(key, value, str(path)) for key, value in values.items()},
+        **({SWEEP: read_sweep(varied, f"{path}: sweep")} if varied else {}),
+    }
+
+
+def read_sweep(varied: dict[Any, list], source: str) -> dict[str, list]:
+    """The values of each varied key, each read into the key's type: a grid of variants."""
+    for key, values in varied.items():
+        if not values or len(set(map(repr, values))) != len(values):
+            raise ConfigError(f"{source}: {key} needs distinct values to vary, got {values!r}")
+        if key in (SWEEP, "out_dir"):
+            raise ConfigError(f"{source}: {key} cannot be varied")
+    return {key: [coerce(key, v, source) for v in values] for key, values in varied.items()}
 
 
 def default_out_dir(config_path: Path, file_values: dict[str, Any]) -> str:
@@ -97,6 +117,13 @@ def build_parser(shown: dict[str, Any] | None = None, source: str = "") -> Parse
         "TensorBoard logs are deleted once the new run has checked its config and data)",
     )
     parser.add_argument(
+        "--sweep",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="train a variant for each value of KEY (repeat for a grid of several keys), each "
+        "in a run directory of its own under out_dir",
+    )
+    parser.add_argument(
         "--config",
         default=DEFAULT_CONFIG,
         metavar="NAME",
@@ -130,6 +157,8 @@ class TrainArgs:
     settings: dict[str, Any]  # the keys given beside the config file, applied again on resume
     resume: str | None  # None: a fresh run; else the checkpoint or run directory to continue
     overwrite: bool
+    sweep: dict[str, list] = field(default_factory=dict)  # the keys a sweep varies: their values
+    hparams: tuple[str, ...] = ()  # the keys TensorBoard's HPARAMS compares (none given: all)
 
 
 def load_config(
@@ -141,29 +170,52 @@ def load_config(
     """train()'s arguments, read and checked: the config file (a path, or a name in configs/)
     with `settings` (keys of TrainConfig) on top, or, on resume (True: the run in out_dir; or a
     checkpoint or run directory), what the resume asks for; the checkpoint holds the rest
-    (training/rundir.py's prepare_run). A mistake is a ConfigError, before any work."""
-    settings = {key: coerce(key, value, "train()") for key, value in settings.items()}
+    (training/rundir.py's prepare_run). A list among the settings, and the config file's
+    `sweep:`, name the keys a sweep varies (`sweep`); config is then their first values. A
+    mistake is a ConfigError, before any work."""
+    varied = {k: v for k, v in settings.items() if isinstance(v, list | tuple)}
+    sweep = read_sweep(varied, "train()")
+    settings = {k: coerce(k, v, "train()") for k, v in settings.items() if k not in varied}
     config_path = file_values = None
     if config is not None or not resume:
         config_path = find_config_file(str(config or DEFAULT_CONFIG))
         file_values = read_config_file(config_path)
+        sweep = {**file_values.pop(SWEEP, {}), **sweep}
     name = config_path.stem if config_path else Path(DEFAULT_CONFIG).stem
     if not resume:
-        values = {**file_values, **settings}
-        values["out_dir"] = values.get("out_dir") or default_out_dir(config_path, file_values)
+        values = {**file_values, **settings, **{key: found[0] for key, found in sweep.items()}}
+        suffix = "-sweep" if sweep else ""
+        values["out_dir"] = (
+            values.get("out_dir") or default_out_dir(config_path, file_values) + suffix
+        )
         if values["out_dir"] == AUTO_OUT_DIR:
-            values["out_dir"] = auto_out_dir(config_path, settings, datetime.datetime.now())
-        source = f"{config_path} with the settings given" if settings else str(config_path)
-        return TrainArgs(build_config(values, source), name, settings, None, overwrite)
+            values["out_dir"] = auto_out_dir(
+                config_path, {**settings, **sweep}, datetime.datetime.now()
+            )
+        source = f"{config_path} with the settings given" if settings or sweep else str(config_path)
+        return TrainArgs(build_config(values, source), name, settings, None, overwrite, sweep)
     if settings.get("out_dir") == AUTO_OUT_DIR:
         raise ConfigError(
             "out_dir auto names a new run; to continue one, give its directory: --resume out/NAME"
         )
-    if resume is True:  # the run in out_dir
+    if resume is True:  # the run (or sweep) in out_dir
         resume = settings.get("out_dir") or (
             default_out_dir(config_path, file_values) if config_path else f"out/{name}"
-        )
-    return TrainArgs(None, name, settings, str(resume), overwrite)
+        ) + ("-sweep" if sweep else "")
+    if (Path(resume) / SWEEP_FILE).is_file():  # a sweep's directory: its plan says what varies
+        sweep = {key: [] for key in read_plan(Path(resume))["varied"]}
+    return TrainArgs(None, name, settings, str(resume), overwrite, sweep)
+
+
+def read_plan(sweep_dir: Path) -> dict[str, Any]:
+    """A sweep's plan: the keys it varies, and each variant's name and config."""
+    try:
+        plan = json.loads((sweep_dir / SWEEP_FILE).read_text())
+        if isinstance(plan["varied"], list) and isinstance(plan["variants"], dict):
+            return plan
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    raise ConfigError(f"{sweep_dir / SWEEP_FILE} is not a sweep's plan that train.py wrote")
 
 
 def parse_command_line(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -180,10 +232,16 @@ def parse_command_line(argv: Sequence[str] | None = None) -> dict[str, Any]:
         source = config_path.name
     namespace = build_parser(shown, source).parse(argv)
     resume = True if namespace.resume == "" else namespace.resume
-    return dict(
-        config=given, resume=resume, overwrite=namespace.overwrite,
-        **fields_of(TrainConfig, namespace),
-    )  # fmt: skip
+    settings = fields_of(TrainConfig, namespace)
+    for given_sweep in namespace.sweep or []:  # KEY=V1,V2,...: the values, as strings
+        key, equals, values = given_sweep.partition("=")
+        if not equals or not values or key in settings:
+            raise ConfigError(
+                f"command line: --sweep {given_sweep}: give KEY=V1,V2,... for a key not set "
+                "by another option"
+            )
+        settings[key] = values.split(",")
+    return dict(config=given, resume=resume, overwrite=namespace.overwrite, **settings)
 
 
 def coerce(key: Any, value: Any, source: str) -> Any:

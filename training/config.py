@@ -120,6 +120,11 @@ class TrainConfig(GPTConfig):
         "", "text whose attention maps TensorBoard shows (default: a line of the validation split)"
     )
     tensorboard: bool = option(True, "write TensorBoard event files into out_dir")
+    stack: bool | None = option(
+        None,
+        "in a sweep: train its variants as one stack of models, one step for all: true, false, "
+        "or auto (null): on CUDA, where it pays; on a CPU one after another",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the model's keys, and every key's choices

@@ -43,7 +43,7 @@ def evaluate(
             raise NonFiniteLoss(f"evaluation at iteration {step} gave a non-finite loss")
         logger.scalar("train_loss", losses["train"], step)
         logger.scalar("val_loss", losses["val"], step)
-        best = trainer.record_evaluation(losses)
+        best = trainer.record_evaluation(losses, extras)
         if extras and step > 0:
             if cfg.sample_chars and rt.is_main:  # from a newline, with a fixed seed
                 start = tokenizer.encode("\n") if "\n" in tokenizer.stoi else [0]

@@ -13,6 +13,7 @@ from data import CharTokenizer
 from infra.device import inference_autocast
 from model import GPT, evaluating, generate
 from training.config import TrainConfig
+from training.trainer import Trainer
 
 
 class StopTraining(Exception):
@@ -74,6 +75,9 @@ class Step:
     evaluation: dict[str, float] | None  # {"train": ..., "val": ...} on a step that had one
     run: Run
     loss_tensor: torch.Tensor = field(repr=False)
+    trainer: Trainer = field(
+        repr=False
+    )  # its optimizers, its data, its state: as the loop has them
 
     @property
     def loss(self) -> float:
@@ -82,3 +86,17 @@ class Step:
 
 
 Hook = Callable[[Step], object]
+
+
+@dataclass
+class Sweep:
+    """What sweep() returns: its directory, its variants' runs in the order they trained, their
+    rows of the table (each a plain dict) and the table in Markdown, sorted by best val loss."""
+
+    out_dir: Path
+    runs: list[Run]
+    rows: list[dict[str, object]]
+    table: str
+
+    def __repr__(self) -> str:
+        return f"<Sweep {self.out_dir}: {len(self.runs)} variants>\n{self.table}"

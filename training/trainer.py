@@ -120,14 +120,7 @@ class Trainer:
         given). Returns the mean loss and the gradient norm before clipping, as tensors: reading
         them would wait for the GPU."""
         batches = batches or self.train_batches
-        multiplier = lr_multiplier(self.iter_num, self.config)
-        for optimizer in self.optimizers:  # each at its own peak rate (the one it was built with)
-            for group in optimizer.param_groups:
-                group["lr"] = optimizer.defaults["lr"] * multiplier
-        # Gradients are cleared here rather than after the step, so that an evaluation between
-        # steps can still show the last update's gradients (histograms in TensorBoard).
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
+        self.begin_step()
         mean_loss = torch.zeros((), device=self.runtime.device)
         with self.streams.dropout():
             for micro_step in range(self.accum_steps):
@@ -145,7 +138,22 @@ class Trainer:
                         loss = loss / self.accum_steps  # the step's loss: the micro-batches' mean
                     self.scaler.scale(loss).backward()
                 mean_loss += loss.detach()
-        for optimizer in self.optimizers:  # clip and report the true gradients, not scaled ones
+        return self.end_step(mean_loss)
+
+    def begin_step(self) -> None:
+        """This step's learning rate, each optimizer at its own peak rate times the schedule's
+        factor, and the gradients cleared (here rather than after the step, so that an
+        evaluation between steps can still show the last update's gradients)."""
+        multiplier = lr_multiplier(self.iter_num, self.config)
+        for optimizer in self.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = optimizer.defaults["lr"] * multiplier
+            optimizer.zero_grad(set_to_none=True)
+
+    def end_step(self, mean_loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clip the true (unscaled) gradients and step every optimizer: the step's mean loss and
+        its gradient norm before clipping."""
+        for optimizer in self.optimizers:
             self.scaler.unscale_(optimizer)
         if self.config.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
@@ -164,11 +172,12 @@ class Trainer:
         """Whether this iteration is one of every `interval` (the last one always is)."""
         return self.iter_num % interval == 0 or self.iter_num == self.config.max_iters
 
-    def record_evaluation(self, losses: dict[str, float]) -> bool:
+    def record_evaluation(self, losses: dict[str, float], checkpointed: bool) -> bool:
         """Keep an evaluation's losses (saved with the checkpoint); whether its validation loss
-        is the best so far. Iteration 0's is the untrained model's, never a best to keep."""
+        is the best of those checkpointed. Iteration 0's is the untrained model's, never a best
+        to keep."""
         self.eval_losses = {"iter": self.iter_num, **losses}
-        if self.iter_num == 0 or losses["val"] >= self.best_val_loss:
+        if not checkpointed or self.iter_num == 0 or losses["val"] >= self.best_val_loss:
             return False
         self.best_val_loss = losses["val"]
         return True
