@@ -123,14 +123,18 @@ def sweep(
               "(variants of a stack share everything but the optimizer's numbers and the seed, "
               "and stand at the same iteration)")  # fmt: skip
     done: Sweep = Sweep(sweep_dir, [], [], "")
-    for group in groups:
+    share = 0, 1  # under torchrun the processes share out the groups, each training alone
+    if launched_by_torchrun():
+        share = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    for group in groups[share[0] :: share[1]]:
         started = time.perf_counter()
-        runs = train_together([prepared[i] for i in group], hooks, stacked=stack, stop_alone=True)
+        together = [prepared[i] for i in group]
+        runs = train_together(together, hooks, stack, stop_alone=True, join=False)
         seconds = time.perf_counter() - started
-        for i, run in zip(group, runs, strict=True):
-            done.runs.append(run)
-            done.rows.append(result_row(variants[i], run, seconds))
-        done.table = write_results(sweep_dir, done.rows)
+        rows = [result_row(variants[i], run, seconds) for i, run in zip(group, runs, strict=True)]
+        done.runs += runs
+        done.rows += rows
+        done.table = write_results(sweep_dir, rows)
         print(done.table, end="")
         if any(run.signal for run in runs):  # stopped by the user: the rest waits for --resume
             break
@@ -138,16 +142,22 @@ def sweep(
 
 
 def train_together(
-    requests: list[TrainArgs | tuple], hooks: Sequence[Hook], stacked: bool, stop_alone=False
+    requests: list[TrainArgs | tuple],
+    hooks: Sequence[Hook],
+    stacked: bool,
+    stop_alone=False,
+    join=True,
 ) -> list[Run]:
     """Train runs side by side: one alone, or a sweep's variants as one stack (one step trains
     them all, training/stack.py). Each request is a run's TrainArgs, or them with what
-    prepare_run made of them. stop_alone: a run whose loss turns non-finite stops by itself."""
+    prepare_run made of them. stop_alone: a run whose loss turns non-finite stops by itself.
+    join: under torchrun, the processes train together (DDP); else each trains alone."""
     # ---- set-up. Everything that can refuse a run (its config, the checkpoint it resumes, the
     # device, the data, the model's size) is checked before its out_dir is created or changed.
     prepared = [r if isinstance(r, tuple) else (r, *prepare_run(r)) for r in requests]
     configs = [config for _, config, _, _ in prepared]
-    runtime_context = runtime_for(configs[0].device, configs[0].dtype, configs[0].dist_timeout)
+    first = configs[0]
+    runtime_context = runtime_for(first.device, first.dtype, first.dist_timeout, join)
     with runtime_context as runtime, contextlib.ExitStack() as held:
         console = Console(enabled=runtime.is_main)
         run_dirs = [held.enter_context(RunDirectory(Path(c.out_dir), runtime)) for c in configs]

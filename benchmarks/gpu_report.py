@@ -8,7 +8,8 @@ In order: the CUDA tests; shakespeare_char.yaml (nanoGPT's recipe, key for key) 
 to val <= 1.47, with their best and exact val, tokens/s and MFU (time_to_loss.py); nanoGPT's own
 GPU recipe raced against gpu_fast.yaml, when --nanogpt names a checkout (versus_nanogpt.py); what
 an evaluation costs beyond its loss estimate (evaluation_cost.py); the training step eager and
-compiled (train_speed.py); and sampling speed (sample_speed.py). Every line each step prints is
+compiled (train_speed.py); sampling speed (sample_speed.py); and what training a sweep's variants
+as one stack buys (sweep_speed.py). Every line each step prints is
 echoed as it comes, after the seconds since this report started, so a report cut short still
 tells its story; --log keeps a copy. Each benchmark writes its record under records/, and
 `python docs/tools/render_docs.py` turns them into the README's GPU column and the "One GPU"
@@ -58,7 +59,7 @@ def plan(options: ReportOptions) -> list[tuple[str, list[str]]]:
     def bench(script: str, *args: str) -> list[str]:
         """A benchmark's command; those that train take the corpus's path (after `--` for
         time_to_loss.py, which hands what follows to train.py)."""
-        if script in ("time_to_loss.py", "evaluation_cost.py", "train_speed.py"):
+        if script in ("time_to_loss.py", "evaluation_cost.py", "train_speed.py", "sweep_speed.py"):
             args = (*args, *data) if "--" in args or script != "time_to_loss.py" else (
                 *args, "--", *data
             )  # fmt: skip
@@ -77,6 +78,8 @@ def plan(options: ReportOptions) -> list[tuple[str, list[str]]]:
                                            "1")),
             ("sampling", bench("sample_speed.py", "--device", "cpu", "--new", "4", "--batch",
                                "1", "--repeats", "1")),
+            ("a sweep stacked", bench("sweep_speed.py", "--dry", "--config", "tiny", "--device",
+                                      "cpu")),
         ]  # fmt: skip
         return steps
     cuda = ["--device", "cuda"]
@@ -103,6 +106,11 @@ def plan(options: ReportOptions) -> list[tuple[str, list[str]]]:
         ("training step, compiled", bench("train_speed.py", "--config", "shakespeare_char", *cuda,
                                           "--compile", "true")),
         ("sampling", bench("sample_speed.py", *cuda)),
+        ("a sweep of small.yaml, stacked", bench("sweep_speed.py", "--config", "small", *cuda,
+                                                 "--compiled", "true")),
+        ("a sweep of shakespeare_char.yaml, stacked",
+         bench("sweep_speed.py", "--config", "shakespeare_char", *cuda, "--counts", "1", "2",
+               "4")),
     ]  # fmt: skip
     return steps
 

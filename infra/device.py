@@ -180,30 +180,35 @@ def launched_by_torchrun() -> bool:
 
 
 def setup_runtime(
-    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT
+    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT, join=True
 ) -> Runtime:
-    """Decide device and precision; under torchrun, join the process group, whose collectives
-    give up after `timeout` seconds without an answer (a rank that hangs ends the job)."""
-    resolved = resolve_device(device)
-    if not launched_by_torchrun():
-        precision = resolve_dtype(dtype, resolved)
-        return Runtime(resolved, precision, dtype_reason=explain_dtype(dtype, resolved, precision))
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if resolved.type not in ("cuda", "cpu"):
-        raise DeviceError(f"torchrun training runs on CUDA (NCCL) or CPU (gloo), not {resolved}")
-    if resolved.type == "cuda":
-        if device not in ("auto", "cuda"):
-            raise DeviceError("under torchrun give --device cuda or auto: each rank takes its GPU")
-        if local_rank >= (count := torch.cuda.device_count()):
-            raise DeviceError(f"local rank {local_rank} has no GPU: this node has {count}; "
-                              "use --nproc_per_node at most that")  # fmt: skip
-        resolved = torch.device("cuda", local_rank)
-        torch.cuda.set_device(resolved)
-    cuda, wait = resolved.type == "cuda", datetime.timedelta(seconds=timeout)
-    dist.init_process_group(
-        "nccl" if cuda else "gloo", device_id=resolved if cuda else None, timeout=wait
-    )
+    """Decide device and precision. Under torchrun each process takes its local rank's GPU and,
+    with join, joins the process group, whose collectives give up after `timeout` seconds
+    without an answer (a rank that hangs ends the job); without join it trains alone (a sweep's
+    processes share out its variants)."""
+    resolved, rank, world_size = resolve_device(device), 0, 1
+    if launched_by_torchrun():
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if resolved.type not in ("cuda", "cpu"):
+            raise DeviceError(
+                f"torchrun training runs on CUDA (NCCL) or CPU (gloo), not {resolved}"
+            )
+        if resolved.type == "cuda":
+            if device not in ("auto", "cuda"):
+                raise DeviceError(
+                    "under torchrun give --device cuda or auto: each rank takes its GPU"
+                )
+            if local_rank >= (count := torch.cuda.device_count()):
+                raise DeviceError(f"local rank {local_rank} has no GPU: this node has {count}; "
+                                  "use --nproc_per_node at most that")  # fmt: skip
+            resolved = torch.device("cuda", local_rank)
+            torch.cuda.set_device(resolved)
+        if join:
+            rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+            cuda, wait = resolved.type == "cuda", datetime.timedelta(seconds=timeout)
+            dist.init_process_group(
+                "nccl" if cuda else "gloo", device_id=resolved if cuda else None, timeout=wait
+            )
     precision = resolve_dtype(dtype, resolved)
     return Runtime(resolved, precision, rank, world_size, explain_dtype(dtype, resolved, precision))
 

@@ -169,3 +169,32 @@ def test_torchrun_on_one_gpu_with_nccl(tiny_argv, tmp_path):
     assert "device cuda:0" in result.stdout and "done:" in result.stdout
     checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["iter_num"] == 20 and len(checkpoint["rng"]) == 1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_stacked_sweep_on_the_gpu_trains_each_variant_as_it_would_alone(
+    tmp_path, shakespeare_path, shakespeare, dtype
+):
+    """Three variants as one stack through the fused attention kernels' batching rules, under
+    autocast (fp16: a gradient scaler each): 50 steps within the precision's reach of each
+    variant trained alone."""
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    base = dict(config="tiny", device=DEVICE, dtype=dtype, max_iters=50, eval_interval=50,
+                log_interval=1, loss_interval=0, inspect=False, tensorboard=False,
+                exact_max_chars=2000, data_path=str(shakespeare_path),
+                data_dir=str(shakespeare.data_dir))  # fmt: skip
+    variants = [dict(seed=s, learning_rate=lr) for s, lr in ((1, 1e-3), (2, 3e-3), (3, 2e-3))]
+    alone = [
+        train.train(**base, **v, out_dir=str(tmp_path / f"a{i}")) for i, v in enumerate(variants)
+    ]
+    from training.command_line import load_config
+
+    requests = [
+        load_config(**base, **v, out_dir=str(tmp_path / f"s{i}")) for i, v in enumerate(variants)
+    ]
+    stacked = train.train_together(requests, (), stacked=True)
+    for a, s in zip(alone, stacked, strict=True):
+        losses = [[p["batch_loss"] for p in r.history if "batch_loss" in p] for r in (a, s)]
+        torch.testing.assert_close(losses[0], losses[1], atol=5e-2, rtol=0)
+        assert abs(a.best_val_loss - s.best_val_loss) < 5e-2

@@ -31,10 +31,13 @@ def test_the_gpu_report_runs_its_whole_plan_dry_on_the_cpu(tmp_path, shakespeare
     assert "dry run: the plan on the CPU" in lines[0]  # said first, and last
     titles = [line.split("=== ")[1] for line in lines if "| === " in line]
     assert titles[:-1] == [
-        "CUDA tests", "tiny.yaml to target", "evaluation cost", "training step, eager", "sampling"
+        "CUDA tests", "tiny.yaml to target", "evaluation cost", "training step, eager", "sampling",
+        "a sweep stacked",
     ]  # fmt: skip
     assert titles[-1].startswith("done: 0 of the steps failed; dry run: the plan on the CPU")
     assert any("iter 6: train loss" in line for line in lines)  # the evaluations, as they came
     written = {json.loads(p.read_text())["benchmark"] for p in records.glob("*.json")}
-    assert written == {"time_to_loss", "evaluation_cost", "train_speed", "sample_speed"}
+    assert written == {
+        "time_to_loss", "evaluation_cost", "train_speed", "sample_speed", "sweep_speed"
+    }  # fmt: skip
     assert sorted((ROOT / "records").glob("*.json")) == project_records  # a dry run's kept apart

@@ -131,7 +131,7 @@ def test_a_sweep_from_the_command_line_gives_each_variant_a_run_and_a_table(tmp_
     assert train.main(argv) == 0
     names = ["learning_rate=0.001,seed=1", "learning_rate=0.001,seed=2",
              "learning_rate=0.003,seed=1", "learning_rate=0.003,seed=2"]  # fmt: skip
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == names
+    assert sorted(p.name for p in out.iterdir() if p.is_dir() and p.name[0] != ".") == names
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [float(r["best_val"]) for r in rows] == sorted(float(r["best_val"]) for r in rows)

@@ -61,15 +61,16 @@ def test_the_live_plot_draws_into_the_notebook_as_the_run_trains(executed):
     assert "<Run " in outputs_of(cell, "text/plain")[-1] and (out / "first" / "best.pt").exists()
 
 
-def test_a_hook_stops_a_run_and_two_learning_rates_share_one_figure(executed):
+def test_a_hook_stops_a_run_and_a_sweep_of_four_rates_shares_one_figure(executed):
     notebook, out = executed
     stopped = "".join(outputs_of(cell_with(notebook, "def stop_below"), "stream"))
     assert "stopping" in stopped and "stopped: StopTraining" in stopped
     compared = cell_with(notebook, "compare = LivePlot()")
-    assert len(outputs_of(compared, "image/png")) == 1
+    assert len(outputs_of(compared, "image/png")) == 1  # four runs, one figure
     printed = "".join(outputs_of(compared, "stream"))
-    assert "learning_rate 0.001: best val loss" in printed and "the better:" in printed
-    assert (out / "lr-0.001" / "last.pt").exists() and (out / "lr-0.005" / "last.pt").exists()
+    assert "| learning_rate | best_val |" in printed and "the better:" in printed
+    for rate in ("0.0003", "0.001", "0.003", "0.01"):
+        assert (out / "sweep" / f"learning_rate={rate}" / "last.pt").exists()
 
 
 def test_the_run_samples_and_opens_in_the_explorer(executed):

@@ -34,13 +34,13 @@ class CoordinatedStop(Exception):
 
 @contextlib.contextmanager
 def runtime_for(
-    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT
+    device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT, join=True
 ) -> Iterator[Runtime]:
     """setup_runtime, and on the way out a barrier, then the process group's teardown. Without the
     barrier a rank that finishes first can close the group while another is still using it (gloo
     then aborts the process). The barrier is skipped when only this rank failed: it would wait for
     ranks that are not coming."""
-    runtime = setup_runtime(device, dtype, timeout)
+    runtime = setup_runtime(device, dtype, timeout, join)
     try:
         yield runtime
         runtime.barrier()

@@ -24,7 +24,7 @@ from training.trainer import Trainer
 
 
 class Stack:
-    def __init__(self, trainers: list[Trainer]) -> None:
+    def __init__(self, trainers: list[Trainer], compiled: bool = False) -> None:
         self.trainers, self.runtime = trainers, trainers[0].runtime
         self.params, self.buffers = stack_module_state([t.model for t in trainers])
         for name, stacked in self.params.items():  # each model's weights become views
@@ -36,6 +36,8 @@ class Stack:
             return functional_call(model, (params, buffers), (x, y))[1]
 
         self.losses = vmap(loss, randomness="different")  # (N,) from (N, B, T) batches
+        if compiled:
+            self.losses = torch.compile(self.losses)
         seed = derived_seed(trainers[0].config.seed, "stack", len(trainers))
         self.dropout_state = global_state(self.runtime.device, seed)
 

@@ -21,12 +21,14 @@ from typing import Any
 
 from checkpoint import BEST, load_checkpoint
 from infra.errors import RunDirError
-from infra.files import write_atomic
+from infra.files import refuse_link, write_atomic
 from training.command_line import SWEEP_FILE, TrainArgs, build_config, read_plan
 from training.config import DATA_PATH_KEYS, TrainConfig
 from training.rundir import holds_run
 
 RESULTS = ("results.md", "results.csv")
+ROWS = ".rows"  # each variant's row of the table, as it finished
+COLUMNS = ("best_val", "best_iter", "val_exact", "iters", "seconds", "stopped")  # after the values
 # What variants of one stack may differ in: the optimizer's and the schedule's numbers (each
 # variant's optimizers are its own) and the seed (its initial weights, batches and dropout).
 PER_VARIANT = ("seed", "learning_rate", "min_lr_ratio", "lr_schedule", "warmup_iters",
@@ -68,6 +70,11 @@ def plan_sweep(args: TrainArgs) -> tuple[Path, list[Variant]]:
             variants.append(Variant(name, values, replace(request, hparams=tuple(values))))
         return sweep_dir, variants
     base, sweep_dir = args.config, Path(args.config.out_dir)
+    if (sweep_dir / SWEEP_FILE).exists():
+        read_plan(sweep_dir)  # a file of that name that is not a sweep's plan is someone's own
+    elif any((sweep_dir / name).exists() for name in (*RESULTS, ROWS)):
+        raise RunDirError(f"{sweep_dir} holds files of a sweep's names but no sweep's plan: "
+                          "they are not this project's; give another --out_dir")  # fmt: skip
     if holds_run(sweep_dir) or ((sweep_dir / SWEEP_FILE).exists() and not args.overwrite):
         raise RunDirError(
             f"{sweep_dir} already holds a {'run' if holds_run(sweep_dir) else 'sweep'}; continue "
@@ -86,9 +93,12 @@ def plan_sweep(args: TrainArgs) -> tuple[Path, list[Variant]]:
 
 
 def write_plan(sweep_dir: Path, variants: list[Variant], varied: dict[str, list]) -> None:
+    """sweep.json, for a fresh sweep; the rows of a sweep it replaces (--overwrite) go."""
     plan = {"varied": list(varied), "variants": {v.name: v.args.config.to_dict() for v in variants}}
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(sweep_dir / SWEEP_FILE, lambda tmp: tmp.write_text(json.dumps(plan, indent=1)))
+    refuse_link(sweep_dir / ROWS)
+    for old in (sweep_dir / ROWS).glob("*.json"):
+        old.unlink()
 
 
 def stack_groups(configs: list[TrainConfig], iterations: list[int]) -> list[list[int]]:
@@ -106,15 +116,21 @@ def result_row(variant: Variant, run: Any, seconds: float) -> dict[str, Any]:
     its exact val loss, its iterations, the time it trained, and why it stopped early, if it did."""
     best = Path(run.out_dir) / BEST
     best_iter = load_checkpoint(best)["iter_num"] if best.is_file() else None
-    return {**variant.values, "best_val": run.best_val_loss, "best_iter": best_iter,
-            "val_exact": run.val_loss_exact, "iters": run.iter_num, "seconds": round(seconds, 1),
-            "stopped": run.stopped or ""}  # fmt: skip
+    figures = (run.best_val_loss, best_iter, run.val_loss_exact, run.iter_num, round(seconds, 1),
+               run.stopped or "")  # fmt: skip
+    return {**variant.values, **dict(zip(COLUMNS, figures, strict=True))}
 
 
 def write_results(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
-    """results.md and results.csv beside the variants, sorted by best val loss; returns the
-    Markdown table."""
-    rows = sorted(rows, key=lambda r: (not math.isfinite(r["best_val"]), r["best_val"]))
+    """rows kept in the sweep's .rows/ (one file a variant, so that processes sharing a sweep,
+    or a resumed one, add theirs), and results.md and results.csv from all of them, sorted by
+    best val loss; returns the Markdown table."""
+    kept = sweep_dir / ROWS
+    for row in rows:
+        name = variant_name({k: v for k, v in row.items() if k not in COLUMNS})
+        write_atomic(kept / f"{name}.json", lambda tmp, row=row: tmp.write_text(json.dumps(row)))
+    rows = [json.loads(path.read_text()) for path in sorted(kept.glob("*.json"))]
+    rows.sort(key=lambda r: (not math.isfinite(r["best_val"]), r["best_val"]))
     header = list(rows[0])
 
     def cell(key: str, value: Any) -> str:
