@@ -107,26 +107,30 @@ def sweep(
     args = load_config(config, resume, overwrite, **settings)
     if not args.sweep:
         raise ConfigError("nothing to sweep: give a key a list of values, e.g. seed=[1, 2]")
-    sweep_dir, variants = plan_sweep(args)
+    rank, world = 0, 1  # under torchrun the processes share out the variants, each alone
+    if launched_by_torchrun():
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    sweep_dir, variants = plan_sweep(args, first=rank == 0)
     # every variant checked before any directory is touched
     prepared = [(v.args, *prepare_run(v.args)) for v in variants]
-    if args.resume is None:
+    if args.resume is None and rank == 0:
         write_plan(sweep_dir, variants, args.sweep)
     configs = [config for _, config, _, _ in prepared]
     stack = configs[0].stack
     if stack is None:  # auto: a stack pays where one step of many models costs little more
         stack = resolve_device(configs[0].device).type == "cuda"
-    iterations = [checkpoint["iter_num"] if checkpoint else 0 for *_, checkpoint, _ in prepared]
-    groups = stack_groups(configs, iterations) if stack else [[i] for i in range(len(variants))]
+    mine = {
+        i: (config, checkpoint["iter_num"] if checkpoint else 0)
+        for i, (_, config, checkpoint, _) in enumerate(prepared)
+        if i % world == rank
+    }
+    groups = stack_groups(mine) if stack else [[i] for i in mine]
     if stack and len(groups) > 1:
-        print(f"sweep: {len(variants)} variants in {len(groups)} stacks, one after another "
+        print(f"sweep: {len(mine)} variants in {len(groups)} stacks, one after another "
               "(variants of a stack share everything but the optimizer's numbers and the seed, "
               "and stand at the same iteration)")  # fmt: skip
     done: Sweep = Sweep(sweep_dir, [], [], "")
-    share = 0, 1  # under torchrun the processes share out the groups, each training alone
-    if launched_by_torchrun():
-        share = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    for group in groups[share[0] :: share[1]]:
+    for group in groups:
         started = time.perf_counter()
         together = [prepared[i] for i in group]
         runs = train_together(together, hooks, stack, stop_alone=True, join=False)

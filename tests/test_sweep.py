@@ -194,3 +194,19 @@ def test_a_config_files_sweep_is_a_sweep_one_variant_after_another(tmp_path, dat
     assert sorted(row["n_head"] for row in done.rows) == [1, 2]
     assert len(plot.runs) == 2  # the hook saw both variants
     assert "n_head" in repr(done) and (tmp_path / "grid" / "results.md").is_file()
+
+
+def test_under_torchrun_the_processes_share_out_the_variants(tmp_path, data):
+    """Two real processes, two variants: each trains one alone (no process group, no gradient
+    crossing), and the table holds both."""
+    from helpers import run, torchrun
+
+    out = tmp_path / "shared"
+    argv = [f"--{k}={v}" for k, v in settings(out, data, max_iters=10).items()]
+    result = run([*torchrun(2), "train.py", *argv, "--sweep", "seed=1,2", "--stack", "false"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("done: 10 iterations") == 2  # one in each process
+    with open(out / "results.csv") as f:
+        assert sorted(row["seed"] for row in csv.DictReader(f)) == ["1", "2"]
+    for seed in (1, 2):
+        assert load_checkpoint(out / f"seed={seed}" / "last.pt")["iter_num"] == 10

@@ -49,11 +49,12 @@ class Variant:
     args: TrainArgs  # what it trains: a fresh run, or the resume of its own
 
 
-def plan_sweep(args: TrainArgs) -> tuple[Path, list[Variant]]:
+def plan_sweep(args: TrainArgs, first: bool = True) -> tuple[Path, list[Variant]]:
     """The sweep's directory and its variants, in the grid's order. A fresh sweep refuses a
     directory that holds a run or another sweep (unless overwrite, which replaces each variant's
     run as --overwrite does); a resumed one takes its plan from sweep.json, the data's paths
-    only from the settings given."""
+    only from the settings given. first: the process that checks the directory and writes the
+    plan (under torchrun, rank 0's)."""
     if args.resume is not None:
         sweep_dir = Path(args.resume)
         plan = read_plan(sweep_dir)
@@ -75,7 +76,8 @@ def plan_sweep(args: TrainArgs) -> tuple[Path, list[Variant]]:
     elif any((sweep_dir / name).exists() for name in (*RESULTS, ROWS)):
         raise RunDirError(f"{sweep_dir} holds files of a sweep's names but no sweep's plan: "
                           "they are not this project's; give another --out_dir")  # fmt: skip
-    if holds_run(sweep_dir) or ((sweep_dir / SWEEP_FILE).exists() and not args.overwrite):
+    planned = (sweep_dir / SWEEP_FILE).exists() and first
+    if holds_run(sweep_dir) or (planned and not args.overwrite):
         raise RunDirError(
             f"{sweep_dir} already holds a {'run' if holds_run(sweep_dir) else 'sweep'}; continue "
             "it with --resume, start afresh with --overwrite, or give another --out_dir"
@@ -101,11 +103,11 @@ def write_plan(sweep_dir: Path, variants: list[Variant], varied: dict[str, list]
         old.unlink()
 
 
-def stack_groups(configs: list[TrainConfig], iterations: list[int]) -> list[list[int]]:
-    """The variants (by index) that can train as one stack: those whose configs agree on every
-    key but PER_VARIANT's and stand at the same iteration."""
+def stack_groups(variants: dict[int, tuple[TrainConfig, int]]) -> list[list[int]]:
+    """The variants (index: its config and the iteration it stands at) that can train as one
+    stack: those whose configs agree on every key but PER_VARIANT's, at the same iteration."""
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, (config, iteration) in enumerate(zip(configs, iterations, strict=True)):
+    for i, (config, iteration) in variants.items():
         shared = {k: v for k, v in config.to_dict().items() if k not in PER_VARIANT}
         groups[json.dumps([shared, iteration], sort_keys=True, default=str)].append(i)
     return list(groups.values())

@@ -51,3 +51,31 @@ def render_explorer(records: list[Record], prefix: str) -> str:
         f"{statistics.median(record['seconds']):.1f} s to write, on a 2-core "
         f"{record['machine']['kind']} ({link(record, prefix)}).\n"
     )
+
+
+def render_sweep_speed(records: list[Record], prefix: str) -> str:
+    """A table per machine and config: variant-steps per second of N variants one after another
+    and as one stack (benchmarks/sweep_speed.py), the newest record of each."""
+    found = {}
+    for record in records:
+        if record["benchmark"] == "sweep_speed" and not record.get("dry"):
+            found[(record["machine"]["kind"], record["config"])] = record  # oldest first
+    if not found:
+        return "Not measured yet: `python benchmarks/sweep_speed.py` writes the records.\n"
+    out = []
+    for (kind, config), record in sorted(found.items()):
+        rows = [
+            [str(r["variants"]), "yes" if r["compiled"] else "no",
+             f"{r['alone_steps_per_s']:,.1f}", f"{r['stacked_steps_per_s']:,.1f}",
+             f"{r['speedup']:.2f}x",
+             "—" if r["stacked_peak_gib"] is None else f"{r['stacked_peak_gib']:.2f}"]
+            for r in record["rows"]
+        ]  # fmt: skip
+        out.append(
+            f"**{kind}**, `{config}.yaml`, {record['attn_impl']} attention, {record['dtype']} "
+            f"({link(record, prefix)})\n\n"
+        )
+        header = ["variants", "compiled", "one after another (variant-steps/s)", "stacked",
+                  "stacked / one after another", "stacked peak GiB"]  # fmt: skip
+        out.append(table(header, rows) + "\n")
+    return "".join(out).rstrip("\n") + "\n"

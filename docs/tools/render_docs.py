@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from other_tables import render_explorer, render_sampling
+from other_tables import render_explorer, render_sampling, render_sweep_speed
 from training_tables import (
     render_ablation,
     render_configs,
@@ -32,7 +32,7 @@ from infra.cli import option, parse_into
 from infra.errors import UserError, run_main
 from records import ROOT, Record, read_records
 
-DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md", ROOT / "docs" / "sweeps.md")
 MARKER = re.compile(r"(<!-- records:([\w-]+) -->\n)(.*?)(<!-- /records -->)", re.DOTALL)
 
 RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
@@ -45,6 +45,7 @@ RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
     "small": render_small,
     "ablation": render_ablation,
     "sampling": render_sampling,
+    "sweep-speed": render_sweep_speed,
 }
 
 
