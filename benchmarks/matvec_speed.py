@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from infra.cli import option, parse_into
 from infra.errors import run_main
 from model import GPT, GPTConfig
-from model.packed import PackedLinear, threads
+from model.packed import PackedLinear
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         for layer in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)
     ]
     rows = {n: torch.randn(1, n) for n in {layer.in_features for layer in linears}}
-    pieces = threads()
+    pieces = torch.get_num_threads()
     packed = [PackedLinear(layer, pieces) for layer in linears]
     weights = [layer.weight for layer in linears]
     megabytes = sum(w.numel() * w.element_size() for w in weights) / 1e6

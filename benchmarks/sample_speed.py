@@ -26,7 +26,7 @@ from infra.device import Runtime, resolve_device
 from infra.errors import run_main
 from model import GPT, GPTConfig, KVCache, generate
 from model.graphed import GraphedStep
-from model.packed import one_token_step, pack_linears, threads
+from model.packed import one_token_step, pack_linears
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     ways = {"GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache)}
     if device.type == "cpu":
         packed = pack_linears(model)  # as generation builds it on the CPU
-        name = f"packed: {packed.packed} of {4 * c.n_layer} weights in {threads()} pieces"
+        pieces = torch.get_num_threads()  # pack_linears' default: one piece per thread
+        name = f"packed: {packed.packed} of {4 * c.n_layer} weights in {pieces} pieces"
         ways[name] = lambda t, cache: one_token_step(packed, t, cache)
     if device.type == "cuda":
         ways["replayed as a CUDA graph"] = GraphedStep(model)  # as generation does on CUDA

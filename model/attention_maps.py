@@ -1,10 +1,5 @@
-"""What every head attends to: each layer's queries, keys and values, and its attention weights,
-for any text.
-
-`attention_inputs` catches each attention layer's input (and rotary tables) on the way through one
-normal forward pass and hands it to the layer's own `project`: the q, k, v that pass makes.
-`attention_maps` turns each layer's q and k into softmax(QKᵀ/√d_k) with the causal mask.
-"""
+"""What every head attends to, for any text: each layer's queries, keys and values as its own
+`project` makes them in one normal forward pass, and the attention weights from them."""
 
 from __future__ import annotations
 
@@ -16,9 +11,9 @@ from model.gpt import GPT, causal_softmax, evaluating
 
 @torch.no_grad()
 def attention_inputs(model: GPT, idx: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """For idx (B, T): one (q, k, v) per layer, (B, nh, T, hs) each, as that layer's forward pass
-    makes them (rotary positions turned into q and k where the model uses RoPE). The model runs
-    in eval mode and is put back in the mode it was in."""
+    """For idx (B, T): one (q, k, v) per layer, (B, nh, T, hs) each (rotary positions turned into
+    q and k where the model uses RoPE), from each layer's input caught by a hook on the way
+    through the forward pass. The model runs in eval mode and is put back in the mode it was in."""
     inputs: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def catch(attn: torch.nn.Module, args: tuple) -> None:

@@ -6,16 +6,12 @@ from dataclasses import dataclass
 
 from infra.cli import check_choices, option, require
 
-ATTENTION_IMPLS = ("sdpa", "math")
-POS_EMBEDDINGS = ("learned", "rope")
-
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """The model's options, each defined and checked here only. The training config inherits these
-    fields as its model keys, with the same defaults, help and checks (training/config.py).
-    `resumable` marks the options a resumed run may change: they do not change what the weights
-    mean. A value that cannot be is a ConfigError naming its key."""
+    """The model's options, each defined and checked here only: the training config inherits them
+    as its model keys (training/config.py). `resumable` marks those a resumed run may change, which
+    do not change what the weights mean. A value that cannot be is a ConfigError naming its key."""
 
     vocab_size: int = option(65, "distinct tokens: the training config takes it from the data")
     block_size: int = option(64, "context length in characters")
@@ -28,13 +24,13 @@ class GPTConfig:
         "sdpa",
         "sdpa (torch's fused kernels, flash attention where available) or math (the formula "
         "written out, for reading and tests)",
-        choices=ATTENTION_IMPLS,
+        choices=("sdpa", "math"),
         resumable=True,
     )
     pos_embedding: str = option(
         "learned",
         "learned (GPT-2's position table transformer.wpe) or rope (rotary, on queries and keys)",
-        choices=POS_EMBEDDINGS,
+        choices=("learned", "rope"),
     )
 
     def __post_init__(self) -> None:

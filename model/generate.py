@@ -1,19 +1,7 @@
-"""Autoregressive generation, with or without a KV cache.
-
-The context window. With learned absolute positions the model has only ever seen positions
-0 .. block_size-1, so once a sequence is longer than that, nanoGPT slides a window of the last
-block_size tokens one step per new token. Every slide gives every token a new position, so every
-cached key and value would be stale: a cache cannot follow a window that slides by one.
-
-Here the window moves in jumps instead. Tokens are appended until the window holds block_size of
-them; the next token makes it drop its oldest half, keeping the newest `block_size // 2` tokens
-(whose positions restart at 0), and the cache is refilled from those in one forward pass. Until
-the next jump, each new token costs one position's work. Both paths below use this same window,
-so the plain path is the exact reference for the cached one: same logits, same characters, at any
-length.
-The model always sees between block_size // 2 and block_size tokens of context once the text is
-longer than block_size.
-"""
+"""Autoregressive generation, with or without a KV cache, over a context window that moves in
+jumps (`window_start`) so that a cache can follow it (docs/internals.md, "The KV cache and the
+context window"). Both paths use the same window, so the plain path is the exact reference for
+the cached one: same logits, same characters, at any length."""
 
 from __future__ import annotations
 
@@ -31,7 +19,8 @@ from model.packed import one_token_step, pack_linears
 def window_start(length: int, previous_start: int | None, block_size: int) -> int:
     """Where the context window of a sequence of `length` tokens begins, given where it began for
     the previous token (None for the prompt). A prompt keeps its last block_size tokens; after
-    that the window stays put while it fits, and jumps to keep the newest half when it overflows."""
+    that the window stays put while it fits, and when it overflows jumps to keep the newest
+    block_size // 2 (their positions restart at 0, and the cache is refilled in one pass)."""
     if previous_start is None:
         return max(0, length - block_size)
     if length - previous_start <= block_size:
@@ -46,12 +35,9 @@ def sample_next_token(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Draw one token per row of logits (B, V); returns (B, 1).
-
-    temperature 0 is greedy (argmax). top_k keeps the k most likely tokens. top_p keeps the smallest
-    set of most likely tokens whose probability mass reaches p (Holtzman et al. 2019, nucleus
-    sampling).
-    """
+    """Draw one token per row of logits (B, V); returns (B, 1). temperature 0 is greedy (argmax);
+    top_k keeps the k most likely tokens; top_p keeps the smallest set of most likely tokens whose
+    probability mass reaches p (Holtzman et al. 2019, nucleus sampling)."""
     if temperature == 0.0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
@@ -65,8 +51,7 @@ def sample_next_token(
         drop_sorted = mass_before >= top_p  # the set already reached p without this token
         drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator)
+    return torch.multinomial(F.softmax(logits, dim=-1), num_samples=1, generator=generator)
 
 
 def one_token_step_for(model: GPT) -> Callable[[torch.Tensor, KVCache], torch.Tensor]:
@@ -83,14 +68,11 @@ def one_token_step_for(model: GPT) -> Callable[[torch.Tensor, KVCache], torch.Te
 
 
 class Stepper:
-    """The logits for the next token of a growing sequence, with or without a cache: it keeps the
-    context window's start and, when caching, the window's keys and values. A window's first pass
-    is GPT.forward over all of it; each token after that is one position's step, `one_token`
-    (one_token_step_for's choice)."""
+    """The logits for the next token of a growing sequence: it keeps the context window's start
+    and, when caching, the window's keys and values and its one-token step (one_token_step_for)."""
 
     def __init__(self, model: GPT, use_kv_cache: bool) -> None:
         self.model = model
-        self.use_kv_cache = use_kv_cache
         self.one_token = one_token_step_for(model) if use_kv_cache else None
         self.start: int | None = None
         self.cache = KVCache(model.config.n_layer, model.config.block_size)
@@ -101,7 +83,7 @@ class Stepper:
         if new_start != self.start:
             self.start = new_start
             self.cache.reset()  # a new window: every position changed
-        if not self.use_kv_cache:
+        if self.one_token is None:  # no cache
             logits, _ = self.model(idx[:, self.start :])
         elif self.cache.length == 0:  # fill the cache with the whole window
             logits, _ = self.model(idx[:, self.start :], kv_cache=self.cache)

@@ -31,13 +31,10 @@ if TYPE_CHECKING:
 
 
 def causal_softmax(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The attention weights softmax(QKᵀ/√d_k) with a causal mask: row i says how much query i
-    takes from each key; keys after it get exactly 0.
-
-    q: (B, nh, Tq, hs); k: (B, nh, Tk, hs) with Tq <= Tk. The queries are the last Tq of the Tk
-    positions (Tq < Tk when earlier keys come from a KV cache), so query i may see keys
-    0 .. i + (Tk - Tq). Returns (B, nh, Tq, Tk).
-    """
+    """The attention weights softmax(QKᵀ/√d_k) with a causal mask, (B, nh, Tq, Tk): row i says how
+    much query i takes from each key. q: (B, nh, Tq, hs); k: (B, nh, Tk, hs), Tq <= Tk: the queries
+    are the last Tq of the Tk positions (earlier keys may come from a KV cache), so query i sees
+    keys 0 .. i + (Tk - Tq), and the later ones get exactly 0."""
     Tq, Tk = q.size(-2), k.size(-2)
     att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # (B, nh, Tq, Tk)
     allowed = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
@@ -50,9 +47,7 @@ def causal_attention_math(
 ) -> torch.Tensor:
     """softmax(QKᵀ/√d_k)V with a causal mask, written out. Shapes as in `causal_softmax`;
     returns (B, nh, Tq, hs)."""
-    att = causal_softmax(q, k)
-    if dropout_p > 0.0:
-        att = F.dropout(att, p=dropout_p)
+    att = F.dropout(causal_softmax(q, k), p=dropout_p)  # (B, nh, Tq, Tk)
     return att @ v  # (B, nh, Tq, hs)
 
 
@@ -65,9 +60,8 @@ def causal_attention_sdpa(
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
     if Tq == 1:  # one new position attends to every cached one
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-    # is_causal aligns the mask to the top-left corner; with cached keys it must be bottom-right.
-    allowed = torch.ones(Tq, Tk, dtype=torch.bool, device=q.device).tril(diagonal=Tk - Tq)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout_p)
+    # is_causal aligns its mask top-left; cached keys need causal_softmax's, aligned bottom-right
+    return causal_attention_math(q, k, v, dropout_p)
 
 
 def rotary_tables(
@@ -185,13 +179,11 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """GPT-2's initialisation.
-
-        Every linear and embedding weight ~ N(0, 0.02), biases zero, LayerNorms the identity. The
-        two projections that write into the residual stream in each block (`attn.c_proj`,
-        `mlp.c_proj`) get std 0.02 / sqrt(2 * n_layer): the stream adds 2 * n_layer such terms, and
-        this keeps its variance independent of depth (GPT-2 paper, section 2.3).
-        """
+        """GPT-2's initialisation: every linear and embedding weight ~ N(0, 0.02), biases zero,
+        LayerNorms the identity. The two projections that write into the residual stream in each
+        block (`attn.c_proj`, `mlp.c_proj`) get std 0.02 / sqrt(2 * n_layer): the stream adds
+        2 * n_layer such terms, and this keeps its variance independent of depth (GPT-2 paper,
+        section 2.3)."""
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layer)
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
@@ -202,9 +194,7 @@ class GPT(nn.Module):
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
             elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+                module.reset_parameters()  # weight 1, bias 0: the identity
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Number of parameters (the tied embedding once). non_embedding leaves out the position

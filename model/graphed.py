@@ -1,17 +1,10 @@
-"""The one-token step of cached generation on a GPU, replayed as one CUDA graph.
-
-On a GPU a one-token step of a model this small is nearly all kernel launches: about a hundred of
-them, each a few microseconds of the CPU's time, for a few microseconds of the GPU's work. A CUDA
-graph records the step's kernels once and replays them all with one launch. A graph replays the
-same shapes at the same addresses, so its step differs from GPT.forward's cached step in two ways:
-the position is a tensor (not a Python int that would be baked into the recording), and every
-layer attends over the cache's whole capacity, with the keys after the position masked out.
-
-`static_one_token_step` is that step, built from the model's own modules (the same LayerNorms,
-projections, MLPs and head as GPT.forward, in the same pre-LayerNorm order); the tests hold its
-tokens to the plain path's on the CPU, where it runs without a graph. `GraphedStep` records it
-once and replays it for each new token.
-"""
+"""The one-token step of cached generation on a GPU, replayed as one CUDA graph: such a step of a
+model this small is about a hundred kernel launches, each a few microseconds of the CPU's time for
+as little of the GPU's work, which a graph replays with one launch, at the same shapes and
+addresses. So `static_one_token_step` differs from GPT.forward's cached step in two ways: the
+position is a tensor (an int would be baked into the recording), and every layer attends over the
+cache's whole capacity, the later keys masked. It is built from the model's own modules; tests
+hold its tokens to the plain path's on the CPU."""
 
 from __future__ import annotations
 
@@ -49,29 +42,15 @@ def static_one_token_step(
     return model.lm_head(model.transformer.ln_f(x))[:, -1]  # (B, vocab_size)
 
 
-class StaticStep:
-    """The step for Stepper: tokens (B,) at position cache.length -> logits (B, vocab_size),
-    advancing the cache. Without a graph: for tests, on any device."""
+class GraphedStep:
+    """The step for Stepper, tokens (B,) at position cache.length -> logits (B, vocab_size),
+    advancing the cache: static_one_token_step recorded as a CUDA graph at its first call with a
+    cache, and replayed after that. The graph reads and writes that cache's buffers, which
+    KVCache.reset keeps; another cache is recorded afresh."""
 
     def __init__(self, model: GPT) -> None:
         self.model = model
-
-    def __call__(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        position = torch.full((1,), cache.length, device=tokens.device)
-        logits = static_one_token_step(self.model, tokens[:, None], position, cache)
-        cache.advance(1)
-        return logits
-
-
-class GraphedStep(StaticStep):
-    """StaticStep recorded as a CUDA graph at its first call with a cache, and replayed after
-    that. The graph reads and writes that cache's buffers, which KVCache.reset keeps; another
-    cache is recorded afresh."""
-
-    def __init__(self, model: GPT) -> None:
-        super().__init__(model)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.cache: KVCache | None = None
+        self.cache: KVCache | None = None  # the cache the graph was recorded with
 
     def _record(self, tokens: torch.Tensor, cache: KVCache) -> None:
         self.cache = cache
@@ -79,8 +58,7 @@ class GraphedStep(StaticStep):
         self.position = torch.full((1,), cache.length, device=tokens.device)
         # the precision of the caller's autocast, without autocast's cache of cast weights,
         # which a graph must not hold
-        autocast = torch.is_autocast_enabled("cuda")
-        dtype = torch.get_autocast_dtype("cuda")
+        autocast, dtype = torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
 
         def step() -> torch.Tensor:
             with torch.autocast("cuda", dtype=dtype, enabled=autocast, cache_enabled=False):
@@ -97,7 +75,7 @@ class GraphedStep(StaticStep):
             self.logits = step()
 
     def __call__(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        if self.graph is None or cache is not self.cache:
+        if cache is not self.cache:
             self._record(tokens, cache)
         self.token.copy_(tokens[:, None])
         self.position.fill_(cache.length)

@@ -1,8 +1,5 @@
-"""Keys and values of past positions, kept per layer during generation.
-
-The training forward pass never builds one: a cache exists only while `model.generate` (or
-`generate_tokens`) runs, so training pays nothing for it beyond a `None` check per layer.
-"""
+"""Keys and values of past positions, per layer, kept only while generating (model/generate.py):
+training never builds a cache and pays a `None` check per layer for it."""
 
 from __future__ import annotations
 
@@ -23,10 +20,9 @@ class LayerKVCache:
         (B, nh, length, hs)."""
         B, nh, T, hs = k.shape
         if self.k is None:
-            # allocated here, so the cache takes the dtype autocast gave k and v; zeros, not
-            # whatever the memory held: a step that attends over the whole capacity with the
-            # later positions masked (model/graphed.py) multiplies their values by 0, and 0
-            # times a NaN left in fresh memory is NaN
+            # allocated here, so the cache takes the dtype autocast gave k and v; zeros: a step
+            # that attends over the whole capacity, later positions masked (model/graphed.py),
+            # multiplies their values by 0, and 0 times a NaN left in fresh memory is NaN
             self.k = k.new_zeros(B, nh, self.capacity, hs)
             self.v = v.new_zeros(B, nh, self.capacity, hs)
         end = self.length + T

@@ -1,20 +1,9 @@
 """The one-token step of cached generation on a CPU: the model's own forward pass, on a copy of
-the model whose large Linear layers are packed for matrix-vector products.
-
-After a context window's first pass has filled the KV cache, each new token is a forward pass over
-one position, and its products are matrix-vector products, bound by how fast the weights stream
-from memory. A one-row `F.linear` reads its weight as if on one core. `PackedLinear` views each
-weight as one slice per thread along its outputs and multiplies the slices in one batched product,
-weight times column, so that every core streams its own share (docs/performance.md, "Sampling").
-
-`pack_linears` is a plain transformation through the module tree: a copy of the model that
-shares every parameter and buffer with it, with each large `nn.Linear` replaced by a
-`PackedLinear` over the same memory. The block's computation stays defined once, in
-`model/gpt.py`; tests hold the packed copy's logits to the model's to 1e-5 in fp32.
-`one_token_step` runs it with oneDNN off in fp32, through torch's own `mkldnn.flags`: oneDNN
-sets up each call in about 15 us, more than these one-row operations take without it; under
-bf16 autocast it stays on, since it holds the CPU's native bf16 kernels.
-"""
+the model whose large Linear layers are packed for matrix-vector products. Such products are bound
+by how fast the weights stream from memory, and a one-row `F.linear` reads its weight as if on one
+core; a PackedLinear gives each thread its own share to stream (docs/performance.md, "Sampling").
+The block's computation stays defined once, in model/gpt.py: tests hold the packed copy's logits
+to the model's to 1e-5 in fp32."""
 
 from __future__ import annotations
 
@@ -55,37 +44,31 @@ class PackedLinear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def threads() -> int:
-    """One piece per CPU thread."""
-    return torch.get_num_threads()
-
-
 def pack_linears(
     model: GPT, pieces: int | None = None, min_packed: int = MIN_PACKED_ELEMENTS
 ) -> GPT:
     """A copy of model, in eval mode, sharing every parameter and buffer, in which each nn.Linear
     of at least min_packed weights is a PackedLinear with the largest number of pieces that
     divides both `pieces` (default: one per thread) and its outputs. `.packed` counts them."""
-    pieces = threads() if pieces is None else pieces
+    pieces = torch.get_num_threads() if pieces is None else pieces
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     packed_model = copy.deepcopy(model, memo=shared).eval()  # new modules, the same tensors
     packed_model.packed = 0
-    for owner in list(packed_model.modules()):
-        for name, child in list(owner.named_children()):
-            if not isinstance(child, nn.Linear):
-                continue
-            n = math.gcd(pieces, child.out_features)
-            if n > 1 and child.weight.numel() >= min_packed:
-                setattr(owner, name, PackedLinear(child, n))
-                packed_model.packed += 1
+    for name, module in list(packed_model.named_modules()):
+        n = math.gcd(pieces, module.out_features) if isinstance(module, nn.Linear) else 1
+        if n > 1 and module.weight.numel() >= min_packed:
+            packed_model.set_submodule(name, PackedLinear(module, n))
+            packed_model.packed += 1
     return packed_model
 
 
 def one_token_step(packed_model: GPT, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """tokens (B,): each sequence's newest token, at position cache.length of its window. Returns
     the logits (B, vocab_size) for the token after it and appends its keys and values to cache."""
+    # oneDNN off in fp32: it sets up each call in about 15 us, more than these one-row products
+    # take without it; under bf16 autocast it stays on, for the CPU's native bf16 kernels. Only
+    # the enabled flag changes: the others (None) are left as they are.
     onednn = torch.is_autocast_enabled("cpu") and torch.backends.mkldnn.enabled
-    # only the enabled flag: the others (None) are left as they are
     with torch.backends.mkldnn.flags(
         onednn, deterministic=None, allow_tf32=None, fp32_precision=None
     ):

@@ -1,13 +1,8 @@
-"""The exact loss of a model on a whole text: every character scored once, with sliding windows.
-
-Training reports a random-window estimate (eval_iters batches). This scores every character of a
-text instead. Each prediction needs context, and the model sees at most block_size characters, so
-the text is cut into overlapping windows of block_size characters, `stride` apart. The first window
-scores all its positions; each later one scores only its last `stride` positions, whose context is
-then at least block_size - stride + 1 characters. With the default stride of block_size // 2, every
-character but the first block_size // 2 - 1 has at least block_size // 2 characters before it. The
-text's very first character has no context at all and is not scored.
-"""
+"""The exact loss of a model on a whole text, where training reports a random-window estimate:
+every character but the first (which has no context) scored once. The text is cut into windows
+of block_size characters, `stride` apart; the first scores all its positions, each later one only
+its last `stride`, whose context is then at least block_size - stride + 1 characters
+(docs/internals.md, "Scoring every character exactly")."""
 
 from __future__ import annotations
 
@@ -35,14 +30,9 @@ def window_plan(n_tokens: int, block_size: int, stride: int) -> list[tuple[int, 
     check_stride(stride, block_size)
     T = min(block_size, n_tokens - 1)
     last = n_tokens - 1 - T  # the last start whose window's targets stay inside the text
-    starts = list(range(0, last + 1, stride))
-    if starts[-1] != last:
-        starts.append(last)
-    plan, scored_up_to = [], 0  # tokens 1 .. scored_up_to are scored already
-    for start in starts:
-        plan.append((start, scored_up_to - start))
-        scored_up_to = start + T
-    return plan
+    starts = sorted({*range(0, last + 1, stride), last})
+    scored_before = [0, *(start + T for start in starts[:-1])]  # tokens 1 .. this one are done
+    return [(start, done - start) for start, done in zip(starts, scored_before, strict=True)]
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import sample
 from checkpoint import load_model
 from model import GPT, generate, sample_next_token
 from model.generate import Stepper, window_start
-from model.graphed import StaticStep
+from model.graphed import static_one_token_step
 
 BLOCK = 16
 
@@ -50,13 +50,20 @@ def test_cached_logits_equal_a_fresh_forward_over_the_window(pos_embedding, prom
 @pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
 @torch.inference_mode()
 def test_the_step_a_cuda_graph_records_gives_the_plain_paths_logits_and_tokens(pos_embedding):
-    """StaticStep is the step GraphedStep records on a GPU (a tensor position, attention over
-    the whole cache with later keys masked): here it runs on the CPU, without a graph, past
-    several jumps of the window, against the plain path's fresh forward passes."""
+    """static_one_token_step is the step GraphedStep records on a GPU (a tensor position,
+    attention over the whole cache with later keys masked): here it runs on the CPU, without a
+    graph, past several jumps of the window, against the plain path's fresh forward passes."""
     torch.manual_seed(0)
     model = GPT(tiny_gpt_config(pos_embedding=pos_embedding)).eval()
     static, plain = Stepper(model, use_kv_cache=True), Stepper(model, use_kv_cache=False)
-    static.one_token = StaticStep(model)
+
+    def static_step(tokens: torch.Tensor, cache) -> torch.Tensor:  # GraphedStep, without a graph
+        position = torch.full((1,), cache.length)
+        logits = static_one_token_step(model, tokens[:, None], position, cache)
+        cache.advance(1)
+        return logits
+
+    static.one_token = static_step
     idx = torch.randint(0, 65, (2, 3))
     generators = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     for _ in range(3 * BLOCK):

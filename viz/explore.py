@@ -17,10 +17,9 @@ from viz.explorer import attention_over_text, explorer_fragment, explorer_html
 
 @dataclass(frozen=True, repr=False)
 class Explorer:
-    """One explorer: the text's attention, ready to show. Each is a fragment with an id of its
-    own, so several explorers live on one notebook page without touching each other. It prints
-    as one line: its data (megabytes at a few hundred characters) is for the page, not for a
-    notebook's text/plain output or a Python prompt."""
+    """One explorer: the text's attention, ready to show, as a fragment with an id of its own, so
+    several live on one notebook page without touching each other. It prints as one line: its
+    data (megabytes at a few hundred characters) is for the page, not for a text output."""
 
     attention: dict
     chars: list[str]
@@ -32,11 +31,8 @@ class Explorer:
         return "".join(self.chars[i] for i in self.attention["ids"])
 
     def __repr__(self) -> str:
-        scores = self.attention["scores"]  # (layer, head, t, s)
-        return (
-            f"<Explorer: {len(self.attention['ids'])} characters, "
-            f"{len(scores)} layers x {len(scores[0])} heads>"
-        )
+        scores, ids = self.attention["scores"], self.attention["ids"]  # scores: (layer, head, t, s)
+        return f"<Explorer: {len(ids)} characters, {len(scores)} layers x {len(scores[0])} heads>"
 
     def _repr_html_(self) -> str:  # Jupyter's and Colab's inline display
         return explorer_fragment(self.attention, self.chars, self.prompt_length, self.title)
@@ -60,20 +56,18 @@ def explore(
 ) -> Explorer:
     """The explorer over `prompt` and, with max_new_tokens, the text the model goes on with
     (drawn with `seed`): every layer's and head's attention, from the model's own computation."""
-    unknown = tokenizer.unknown_characters(prompt)
-    if unknown:
+    if unknown := tokenizer.unknown_characters(prompt):
         raise ConfigError(f"the prompt has characters the model never saw: {unknown!r}")
     if not prompt:
         raise ConfigError("the prompt is empty; give at least one character")
     device = next(model.parameters()).device
     ids = tokenizer.encode(prompt)
-    if max_new_tokens:
-        generator = torch.Generator(device=device).manual_seed(seed)
-        idx = torch.tensor([ids], device=device)
-        with inference_autocast(device):
-            out = generate(model, idx, max_new_tokens, temperature=temperature, generator=generator)
-        ids = out[0].tolist()
     with inference_autocast(device):
+        if max_new_tokens:
+            generator = torch.Generator(device=device).manual_seed(seed)
+            idx = torch.tensor([ids], device=device)
+            out = generate(model, idx, max_new_tokens, temperature=temperature, generator=generator)
+            ids = out[0].tolist()
         attention = attention_over_text(model, ids)
     title = title if title is not None else f"{len(ids)} characters"
     return Explorer(attention, list(tokenizer.chars), len(tokenizer.encode(prompt)), title)

@@ -1,9 +1,7 @@
-"""The attention explorer: one self-contained HTML fragment (data, script and style inline, no
-network) over a text and what a model's heads attend to in it. `attention_over_text` takes the
-numbers from the model's own computation; the page (viz/explorer.html) makes the weights from the
-scores with the same softmax and shows them: the text shaded by the weights of the character
-pointed at, the formula behind one row, the head view, the neuron view, every layer and head as
-a grid, and one head zoomed."""
+"""The attention explorer (docs/attention.md): one self-contained HTML fragment (data, script and
+style inline, no network) over a text and what a model's heads attend to in it.
+`attention_over_text` takes the numbers from the model's own computation; the page
+(viz/explorer.html) makes the weights from the scores with the same softmax and shows them."""
 
 from __future__ import annotations
 
@@ -19,7 +17,8 @@ import numpy as np
 import torch
 
 from model.attention_maps import attention_inputs
-from model.gpt import GPT, causal_softmax, evaluating
+from model.generate import window_start
+from model.gpt import GPT, evaluating
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 MARKERS = re.compile("__ID__|__TITLE__|__DATA__")
@@ -41,41 +40,32 @@ def explorer_data(attention: dict, chars: Sequence[str], prompt_length: int) -> 
     window, as float16 (layer, head, position, channel), the keys of its positions, the queries
     of the positions it is the window of (`first` .. end - 1: each query once) and the first
     VALUE_CHANNELS channels of the values; the rest as JSON."""
-    scores = np.array(
-        [s for layer in attention["scores"] for head in layer for row in head for s in row],
-        dtype=np.float32,
-    )
-    starts = attention["start"]
+    scores = [s for layer in attention["scores"] for head in layer for row in head for s in row]
     windows, offsets = [], {"queries": 0, "keys": 0, "values": 0}
     vectors: dict[str, list[np.ndarray]] = {name: [] for name in offsets}
     for window in attention["windows"]:
-        first = starts.index(window["start"])  # its first query: earlier positions are context
+        start, first = window["start"], window["first"]  # positions before first are context
         blocks = {
-            "queries": np.array(window["queries"], dtype=np.float16)[
-                :, :, first - window["start"] :
-            ],
-            "keys": np.array(window["keys"], dtype=np.float16),
-            "values": np.array(window["values"], dtype=np.float16)[..., :VALUE_CHANNELS],
+            "queries": window["queries"][:, :, first - start :],
+            "keys": window["keys"],
+            "values": window["values"][..., :VALUE_CHANNELS],
         }  # (layer, head, position, channel) each
-        windows.append({"start": window["start"], "end": window["end"], "first": first,
+        windows.append({"start": start, "end": window["end"], "first": first,
                         **{f"{name}_offset": offsets[name] for name in offsets}})  # fmt: skip
         for name, block in blocks.items():
-            vectors[name].append(block.ravel())
+            vectors[name].append(block.astype(np.float16).ravel())
             offsets[name] += block.size
     return {
         "chars": list(chars),
         "ids": attention["ids"],
         "prompt_length": prompt_length,
-        "start": starts,
+        "start": attention["start"],
         "n_layer": len(attention["scores"]),
         "n_head": len(attention["scores"][0]),
         "head_size": attention["head_size"],
         "value_channels": min(VALUE_CHANNELS, attention["head_size"]),
-        "scores": _packed(scores),
-        **{
-            name: _packed(np.concatenate(blocks).view(np.uint16))
-            for name, blocks in vectors.items()
-        },
+        "scores": _packed(np.array(scores, dtype=np.float32)),
+        **{name: _packed(np.concatenate(b).view(np.uint16)) for name, b in vectors.items()},
         "windows": windows,
         "top_ids": attention["top_ids"],
         "top_probs": [[round(p, 4) for p in row] for row in attention["top_probs"]],
@@ -110,61 +100,48 @@ def explorer_html(attention: dict, chars: Sequence[str], prompt_length: int, tit
 @torch.no_grad()
 def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
     """Everything the attention explorer shows for a text of any length, from the model's own
-    computation: the same context windows as generation (model.generate.window_start), one
-    forward pass per window, and in each layer the queries, keys and values of
-    `CausalSelfAttention.project`, from which `causal_softmax` makes the weights.
+    computation: the context windows of generation (window_start), one forward pass per window,
+    and in each layer the queries, keys and values of `CausalSelfAttention.project`.
 
     For each position t (a query), `start[t]` is the first position of its window. In layer l,
-    head h, its row holds, for keys s = start[t] .. t: `scores` q_t·k_s (before the 1/√d_k) and
-    `weights` softmax(QKᵀ/√d_k) with the causal mask. `windows` holds each window's first and
-    last position and the queries q_t, keys k_s and values v_s (hs channels) of its positions,
-    per layer and head: the weights of its queries average the values. `top_ids` and
-    `top_probs` are the likeliest next characters after t; `rotary` says whether q and k are
-    rotated (pos_embedding "rope"), and `block_size` is the longest window."""
-    from model.generate import window_start
-
+    head h, its row of `scores` holds q_t·k_s (before the 1/√d_k) for keys s = start[t] .. t.
+    `windows` holds each window's `start`, `end` and `first` query, and the queries, keys and
+    values of its positions as arrays (layer, head, position, hs). `top_ids` and `top_probs` are
+    the likeliest next characters after t; `rotary` says whether q and k are rotated
+    (pos_embedding "rope"), and `block_size` is the longest window."""
     T, block = len(ids), model.config.block_size
     starts, start = [], None
     for length in range(1, T + 1):
         start = window_start(length, start, block)
         starts.append(start)
     n_layer, n_head = model.config.n_layer, model.config.n_head
-    scores = [[[None] * T for _ in range(n_head)] for _ in range(n_layer)]
-    weights = [[[None] * T for _ in range(n_head)] for _ in range(n_layer)]
-    windows = []
-    top_ids, top_probs = [None] * T, [None] * T
+    scores = [[[] for _ in range(n_head)] for _ in range(n_layer)]  # (layer, head, t, s)
+    windows, top_ids, top_probs = [], [], []
     device = next(model.parameters()).device
-    for window in sorted(set(starts)):
-        members = [t for t in range(T) if starts[t] == window]
-        end = members[-1] + 1
+    for window in sorted(set(starts)):  # in order: each window's queries follow the last's
+        first = starts.index(window)
+        end = first + starts.count(window)  # its queries are first .. end - 1
+        rows = range(first - window, end - window)  # and their rows in the window
         idx = torch.tensor([ids[window:end]], device=device)
         layers = attention_inputs(model, idx)  # (q, k, v) per layer, (1, nh, T_window, hs) each
         with evaluating(model):
             logits, _ = model(idx)
-        probs = torch.softmax(logits[0].float(), dim=-1)  # (T_window, vocab)
+        probs = torch.softmax(logits[0, first - window :].float(), dim=-1)  # (queries, vocab)
         best = probs.topk(min(top, probs.size(-1)), dim=-1)
-        window_vectors = {"start": window, "end": end}
-        for i, name in enumerate(("queries", "keys", "values")):
-            window_vectors[name] = [  # (layer, head, position, hs)
-                [qkv[i][0, h].float().tolist() for h in range(n_head)] for qkv in layers
-            ]
-        windows.append(window_vectors)
+        top_ids += best.indices.tolist()
+        top_probs += best.values.tolist()
+        vectors = [torch.cat(x).float().cpu().numpy() for x in zip(*layers, strict=True)]
+        vectors = dict(zip(("queries", "keys", "values"), vectors, strict=True))
+        windows.append({"start": window, "end": end, "first": first, **vectors})
         for layer, (q, k, _) in enumerate(layers):
-            s, w = q @ k.transpose(-2, -1), causal_softmax(q, k)  # (1, nh, T_window, T_window)
-            for t in members:
-                row = t - window  # the query's place in this window
-                for head in range(n_head):
-                    scores[layer][head][t] = s[0, head, row, : row + 1].float().tolist()
-                    weights[layer][head][t] = w[0, head, row, : row + 1].float().tolist()
-        for t in members:
-            top_ids[t] = best.indices[t - window].tolist()
-            top_probs[t] = best.values[t - window].tolist()
+            s = (q @ k.transpose(-2, -1))[0].float().tolist()  # (nh, T_window, T_window)
+            for head in range(n_head):
+                scores[layer][head] += [s[head][r][: r + 1] for r in rows]
     return {
         "ids": list(ids),
         "start": starts,
         "head_size": model.config.n_embd // n_head,
         "scores": scores,
-        "weights": weights,
         "windows": windows,
         "top_ids": top_ids,
         "top_probs": top_probs,

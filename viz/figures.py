@@ -1,6 +1,5 @@
-"""Pictures for people: attention maps drawn with the characters on both axes, and characters
-written so that newlines and spaces can be seen. matplotlib is imported only when a figure is
-drawn."""
+"""Pictures for people: attention maps with the characters on both axes, and characters written
+so that newlines and spaces can be seen. matplotlib is imported only when a figure is drawn."""
 
 from __future__ import annotations
 
@@ -15,12 +14,10 @@ if TYPE_CHECKING:
 
     from data import CharTokenizer
 
-VISIBLE = {"\n": "\\n", " ": "␣", "\t": "\\t"}
-
 
 def visible(char: str) -> str:
     """A character as a label: newline as \\n, space as ␣, tab as \\t, the others as themselves."""
-    return VISIBLE.get(char, char)
+    return {"\n": "\\n", " ": "␣", "\t": "\\t"}.get(char, char)
 
 
 def attention_figure(
@@ -42,14 +39,8 @@ def attention_figure(
     width = left + n_heads * panel + (n_heads - 1) * gap + right
     height = bottom + n_layers * panel + (n_layers - 1) * gap + top
     fig = Figure(figsize=(width, height))
-    fig.subplots_adjust(
-        left=left / width,
-        right=1 - right / width,
-        bottom=bottom / height,
-        top=1 - top / height,
-        wspace=gap / panel,
-        hspace=gap / panel,
-    )
+    fig.subplots_adjust(left=left / width, right=1 - right / width, wspace=gap / panel)
+    fig.subplots_adjust(bottom=bottom / height, top=1 - top / height, hspace=gap / panel)
     axes = fig.subplots(n_layers, n_heads, squeeze=False)
     labels = [visible(c) for c in chars]
     for layer, weights in enumerate(maps):
@@ -71,12 +62,10 @@ def attention_figure(
 
 
 class AttentionPictures:
-    """One layer's attention maps over a fixed probe text (token `ids` of `tokenizer`) as a
-    picture, redrawn at every evaluation for TensorBoard. Only the weights and the title change
-    between evaluations, so each layer's figure is laid out and drawn once, and every later
-    picture draws the new weights and title over that saved drawing (matplotlib's blitting): a
-    few milliseconds instead of a second spent on the hundreds of character labels. The pixels
-    are those of a figure drawn afresh (tests/test_inspect.py)."""
+    """One layer's attention maps over a fixed probe text (token `ids` of `tokenizer`) as a picture
+    for TensorBoard at every evaluation. Each layer's figure is laid out and drawn once; later ones
+    draw only the new weights and title over it (matplotlib's blitting): milliseconds, not a second
+    on the hundreds of labels, and the pixels of a figure drawn afresh (tests/test_views.py)."""
 
     def __init__(self, ids: Sequence[int], tokenizer: CharTokenizer) -> None:
         self.ids, self.tokenizer = list(ids), tokenizer

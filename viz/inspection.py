@@ -1,9 +1,7 @@
-"""What TensorBoard shows of the model at an evaluation, taken in two halves so that an
-evaluation on a GPU costs the training loop next to nothing beyond its loss estimate:
-`look_inside_the_model` computes on the training device what TensorBoard needs (each layer's
-attention maps over a probe text, every parameter's and gradient's histogram, the embedding) and
-copies those few numbers off it; `log_inside_the_model`, run by a background thread
-(infra/background.py), draws and writes them through the trainer's logger."""
+"""What TensorBoard shows of the model at an evaluation, in two halves that cost the training loop
+next to nothing (docs/performance.md, "What an evaluation costs"): `look_inside_the_model`
+computes `Inside` on the training device and copies it off; `log_inside_the_model`, on a
+background thread (infra/background.py), draws and writes it through the trainer's logger."""
 
 from __future__ import annotations
 
@@ -44,32 +42,21 @@ class Inside:
     embedding: torch.Tensor
 
 
-HISTOGRAM_BINS = 64
-
-
 @torch.no_grad()
-def histograms(
-    tensors: dict[str, torch.Tensor], bins: int = HISTOGRAM_BINS
-) -> dict[str, Histogram]:
+def histograms(tensors: dict[str, torch.Tensor], bins: int = 64) -> dict[str, Histogram]:
     """A histogram of each tensor, counted where the tensor lives (on a GPU, in a few kernels),
     in `bins` equal buckets between its smallest and largest value. Non-finite tensors are left
     out. Two waits for the device in all, however many tensors."""
     values = {name: t.detach().float().flatten() for name, t in tensors.items() if t.numel()}
-    if not values:
-        return {}
-    stats = torch.stack(
-        [torch.stack((v.min(), v.max(), v.sum(), v.square().sum())) for v in values.values()]
-    ).tolist()  # (tensors, 4) on the CPU
+    stats = [torch.stack((v.min(), v.max(), v.sum(), v.square().sum())) for v in values.values()]
+    stats = torch.stack(stats).tolist() if stats else []  # (tensors, 4) on the CPU
     kept, counts = [], []
     for (name, v), (low, high, total, squares) in zip(values.items(), stats, strict=True):
-        if not all(map(math.isfinite, (low, high, total, squares))):
-            continue
-        top = high if high > low else low + 1.0  # a constant tensor: one bucket holds it all
-        kept.append((name, low, high, total, squares, v.numel(), top))
-        counts.append(torch.histc(v, bins, low, top))
-    if not kept:
-        return {}
-    all_counts = torch.stack(counts).tolist()
+        if all(map(math.isfinite, (low, high, total, squares))):  # else left out
+            top = high if high > low else low + 1.0  # a constant tensor: one bucket holds it all
+            kept.append((name, low, high, total, squares, v.numel(), top))
+            counts.append(torch.histc(v, bins, low, top))
+    all_counts = torch.stack(counts).tolist() if counts else []
     result = {}
     for (name, low, high, total, squares, n, top), row in zip(kept, all_counts, strict=True):
         width = (top - low) / bins
@@ -93,9 +80,8 @@ def look_inside_the_model(model: GPT, probe: list[int], step: int) -> Inside:
 
 
 def log_inside_the_model(logger: Any, inside: Inside, pictures: AttentionPictures) -> None:
-    """For TensorBoard, from what look_inside_the_model took: each layer's attention maps for the
-    probe (IMAGES), every parameter's values and latest gradient (HISTOGRAMS), and the token
-    embedding with one label per character (PROJECTOR). Runs beside training, never in it."""
+    """Inside as TensorBoard's IMAGES (the attention maps), HISTOGRAMS (every parameter's values
+    and latest gradient) and PROJECTOR (the embedding, one label per character)."""
     step = inside.step
     for layer, maps in enumerate(inside.attention):
         title = f"layer {layer} at iteration {step}: each row's weights over the characters before"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,22 +11,17 @@ from typing import Any
 
 def in_jupyter() -> bool:
     """Whether this runs in a Jupyter (or Colab) kernel, which can show a figure in place."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
+    ipython = sys.modules.get("IPython")  # a kernel has imported it already
+    return ipython is not None and hasattr(ipython.get_ipython(), "kernel")
 
 
 class LivePlot:
     """One figure, redrawn as runs train: each run's training-batch loss every `every` steps
     (faint), the train (dashed) and val (solid) losses of every evaluation, and the learning rate
-    (dotted, right axis); a colour per run, so runs given the same LivePlot share it.
-
-    In Jupyter the figure is shown once and redrawn in place; elsewhere it is written to `path`
-    as a PNG, or not drawn at all without one. Redrawing is throttled: it takes at most `budget`
-    of the time since the first step (and the last step of a run is always drawn)."""
+    (dotted, right axis); a colour per run, so runs given the same LivePlot share it. In Jupyter
+    the figure is shown once and redrawn in place; elsewhere it is written to `path` as a PNG, or
+    not drawn at all without one. Redrawing is throttled: it takes at most `budget` of the time
+    since the first step (and the last step of a run is always drawn)."""
 
     def __init__(self, every: int = 25, path: str | Path | None = None, budget: float = 0.04):
         self.every, self.path, self.budget = every, path, budget
