@@ -1,16 +1,11 @@
-"""Train a character-level GPT: `python train.py --config small.yaml` (see --help), or from Python:
-
-    from train import sweep, train
-    run = train("small.yaml", max_iters=300, hooks=[print])
-    runs = sweep("small.yaml", learning_rate=[1e-3, 3e-3], max_iters=300)
+"""Train a character-level GPT: `python train.py --config small.yaml` (see --help), or from Python
+`train("small.yaml", max_iters=300, hooks=[print])`, and a grid of variants with `sweep(...)`.
 
 The whole run, top to bottom: set-up (the config, the run directory, the data, the model and
 optimizers), the loop (a step; a log line every log_interval; an evaluation and a checkpoint every
 eval_interval; the hooks), the end (the exact validation loss). The same code trains a sweep's
-variants, one after another or several as one stack (training/stack.py). The pieces it calls:
-training/trainer.py (the state, the step, the clock), training/evaluation.py (evaluation),
-training/rundir.py (which directory a run may write into), training/stopping.py (signals),
-training/sweep.py (a sweep's variants and its table).
+variants, alone or several as one stack (training/stack.py). The pieces it calls live in
+training/: the trainer (state, step, clock), evaluation, run directories, signals, sweeps.
 
 Exit codes: 0 done; 1 a problem with the data, device, checkpoint or run directory; 2 a mistake
 in the configuration; 128 + the signal's number when a signal stopped it (130 for SIGINT, 143 for
@@ -167,11 +162,8 @@ def train_together(
         run_dirs = [held.enter_context(RunDirectory(Path(c.out_dir), runtime)) for c in configs]
         if not runtime.is_main:  # rank 0 prepares the data while the others wait, then they read
             runtime.barrier()
-        datasets = {}  # the variants of a sweep share their text
-        for c in configs:
-            where = (c.dataset, c.data_path, c.data_dir)
-            if where not in datasets:
-                datasets[where] = load_dataset(*where, say=console.print)
+        # runs trained together share their text (a stack's variants share all but PER_VARIANT)
+        data = load_dataset(first.dataset, first.data_path, first.data_dir, say=console.print)
         if runtime.is_main:
             runtime.barrier()
         lanes = []
@@ -179,7 +171,6 @@ def train_together(
             say = console.labelled(f"[{run_dir.out_dir.name}] ") if len(prepared) > 1 else console
             for note in notes:
                 say.print(note)
-            data = datasets[(config.dataset, config.data_path, config.data_dir)]
             trainer = Trainer(config, runtime, data, say, checkpoint, run_dir.discard_replaced)
             lanes.append(Lane(args, trainer, probe_pictures(config, data), stop_alone))
         # each out_dir is its run's from here: locked, and an --overwrite's old run set aside
@@ -250,7 +241,10 @@ def loop(lanes: list[Lane], hooks: Sequence[Hook], step: Callable[[list[Trainer]
                         continue
                     stop |= stop_asked
                     if hooks:
-                        hook_stop = call_hooks(hooks, lane.step(loss, evaluation)) or hook_stop
+                        t = lane.trainer
+                        lr = t.optimizers[0].param_groups[0]["lr"]  # AdamW's
+                        taken = Step(t.iter_num, lr, t.model, evaluation, lane.run, loss, t)
+                        hook_stop = call_hooks(hooks, taken) or hook_stop
                         stop |= hook_stop and not rt.distributed
                 if stop and first.iter_num < config.max_iters:
                     for lane in active:
@@ -342,12 +336,6 @@ class Lane:
         self.run.iter_num, self.run.best_val_loss = trainer.iter_num, trainer.best_val_loss
         return stop, evaluation
 
-    def step(self, loss: torch.Tensor, evaluation: dict[str, float] | None) -> Step:
-        """What hooks see of the step just taken."""
-        trainer = self.trainer
-        lr = trainer.optimizers[0].param_groups[0]["lr"]
-        return Step(trainer.iter_num, lr, trainer.model, evaluation, self.run, loss, trainer)
-
     def stop(self, signum: int | None) -> None:
         """Stop here, by a signal (its number) or a hook's StopTraining (None): last.pt saved."""
         if not self.trainer.due(self.trainer.config.eval_interval):  # else evaluated and saved
@@ -356,21 +344,36 @@ class Lane:
         self.run.stopped = signal.Signals(signum).name if signum else "StopTraining"
 
     def finish(self) -> None:
-        """The end: the exact validation loss and a last line; for a run stopped early, the line
-        that says how to continue it."""
-        trainer, run = self.trainer, self.run
+        """The end. A run that went to max_iters: its loss over every character of the validation
+        split, or its first exact_max_chars (model/scoring.py), beside the last random-window
+        estimate, and a last line. A run stopped by a signal or StopTraining: one line on stderr
+        from every process, with the command that continues it."""
+        trainer, run, config = self.trainer, self.run, self.trainer.config
         if run.stopped is not None:
             if not run.stopped.startswith("non-finite"):
                 say_how_to_continue(run, trainer.runtime.world_size)
             return
         if trainer.runtime.is_main:
-            run.val_loss_exact = report_exact_val_loss(trainer, self.logger)
+            val, cap, total = trainer.data.val, config.exact_max_chars, trainer.data.val.numel() - 1
+            tokens = val[: cap + 1] if cap and total > cap else val
+
+            def scoring(batches):
+                return progress(batches, len(batches), "exact val loss", unit="batch")
+
+            with trainer.runtime.autocast():
+                nats, count = exact_loss(trainer.model, tokens, progress=scoring)
+            estimate = trainer.eval_losses.get("val")
+            beside = f" (random-window estimate {estimate:.4f})" if estimate is not None else ""
+            scope = f"all {count:,}" if count == total else f"the first {count:,} of {total:,}"
+            trainer.console.print(f"exact val loss {nats:.4f} over {scope} characters{beside}")
+            self.logger.scalar("val_loss_exact", nats, trainer.iter_num)
+            run.val_loss_exact = nats
         peak = ""
         if trainer.runtime.device.type == "cuda":
             peak = f", peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
         trainer.console.print(
             f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}"
-            f"{peak}; checkpoints in {trainer.config.out_dir}"
+            f"{peak}; checkpoints in {config.out_dir}"
         )
 
 
@@ -425,27 +428,6 @@ def describe(trainers: list[Trainer], stacked: bool) -> None:
         say(f"{len(trainers)} variants, {how}")
 
 
-def report_exact_val_loss(trainer: Trainer, logger: Logger) -> float:
-    """Once, at the end of a run: the loss over every character of the validation split
-    (model/scoring.py), or of its first exact_max_chars on a split longer than that (the cost
-    stays bounded on a large text), beside the last random-window estimate."""
-    val, rt = trainer.data.val, trainer.runtime
-
-    def scoring(batches):
-        return progress(batches, len(batches), "exact val loss", unit="batch")
-
-    cap, total = trainer.config.exact_max_chars, val.numel() - 1
-    tokens = val[: cap + 1] if cap and total > cap else val
-    with rt.autocast():
-        nats, count = exact_loss(trainer.model, tokens, progress=scoring)
-    estimate = trainer.eval_losses.get("val")
-    beside = f" (random-window estimate {estimate:.4f})" if estimate is not None else ""
-    scope = f"all {count:,}" if count == total else f"the first {count:,} of {total:,}"
-    trainer.console.print(f"exact val loss {nats:.4f} over {scope} characters{beside}")
-    logger.scalar("val_loss_exact", nats, trainer.iter_num)
-    return nats
-
-
 def say_how_to_continue(run: Run, world_size: int) -> None:
     """One line on stderr, from every process: why the run stopped, what it saved, and the
     command that continues it (from Python too, in one process)."""
@@ -453,7 +435,7 @@ def say_how_to_continue(run: Run, world_size: int) -> None:
     how = resume_command(config, world_size)
     if not launched_by_torchrun():
         paths = "".join(
-            f", {key}={getattr(config, key)!r}" for key in DATA_PATH_KEYS if getattr(config, key)
+            f", {k}={getattr(config, k)!r}" for k in DATA_PATH_KEYS if getattr(config, k)
         )
         how += f" (in Python: train(resume={config.out_dir!r}{paths}))"
     line = (

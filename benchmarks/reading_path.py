@@ -90,12 +90,12 @@ def load_config(argv: list[str]):
 
 def run_loop(trainer) -> None:
     import train  # imported before any tracing: an import is not a step of the work
+    from training.command_line import TrainArgs
     from training.evaluation import probe_pictures
-    from training.logger import Logger
-    from training.run import Run
 
-    run = Run(trainer.config, trainer.model, trainer.data.tokenizer, [])
-    train.loop(trainer, Logger(), probe_pictures(trainer.config, trainer.data), run, [])
+    args = TrainArgs(trainer.config, "tiny", {}, None, False)
+    lane = train.Lane(args, trainer, probe_pictures(trainer.config, trainer.data), False)
+    train.loop([lane], [], lambda active: [t.train_step() for t in active])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         runtime = setup_runtime(config.device, config.dtype)
         data = load_dataset(config.dataset, config.data_path, config.data_dir)
         trainer = Trainer(config, runtime, data)
-        trainer.train_step(trainer.train_batches)  # the first step builds optimizer state
+        trainer.train_step()  # the first step builds optimizer state
         with traced() as stays:
-            trainer.train_step(trainer.train_batches)
+            trainer.train_step()
         report("one training step (Trainer.train_step)", stays)
 
         one = replace(

@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> None:
     tokens_per_step = trainer.tokens_per_iter
 
     for _ in range(args.warmup):
-        trainer.train_step(trainer.train_batches)
+        trainer.train_step()
     rates = []
     for _ in range(args.repeats):
         runtime.synchronize()
         start = time.perf_counter()
         for _ in range(args.steps):
-            trainer.train_step(trainer.train_batches)
+            trainer.train_step()
         runtime.synchronize()
         rates.append(args.steps * tokens_per_step / (time.perf_counter() - start))
     tokens_per_sec = statistics.median(rates)

@@ -71,7 +71,8 @@ def train_on(trainer: Trainer, rank: int, world_size: int) -> dict[str, torch.Te
         xs, ys = x[rank * share : (rank + 1) * share], y[rank * share : (rank + 1) * share]
         micro_batches = [(xs[i : i + micro], ys[i : i + micro]) for i in range(0, share, micro)]
         assert len(micro_batches) == trainer.accum_steps
-        trainer.train_step(iter(micro_batches))
+        trainer.train_batches = iter(micro_batches)
+        trainer.train_step()
     return first_grads
 
 

@@ -45,7 +45,7 @@ def test_auto_precision_is_bf16_with_fused_adamw_and_torch_muon_and_it_learns(
     assert all(group["fused"] for group in adamw.param_groups)
     assert type(muon) is torch.optim.Muon  # its bf16 Newton-Schulz is native on GPUs
     assert trainer.scaler.is_enabled() == (not bf16)  # a gradient scaler for fp16 only
-    losses = [trainer.train_step(trainer.train_batches)[0].item() for _ in range(40)]
+    losses = [trainer.train_step()[0].item() for _ in range(40)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert abs(losses[0] - math.log(65)) < 0.3  # about ln(65) at first
     assert sum(losses[-5:]) / 5 < losses[0] - 0.7  # 1.1 on the CPU in fp32 with MuonFP32
@@ -57,7 +57,7 @@ def test_float16_with_a_gradient_scaler_learns(tiny_config, shakespeare):
     runtime = setup_runtime(DEVICE, "float16")
     trainer = Trainer(tiny_config(device=DEVICE, optimizer="muon"), runtime, shakespeare)
     assert trainer.scaler.is_enabled()
-    losses = [trainer.train_step(trainer.train_batches)[0].item() for _ in range(40)]
+    losses = [trainer.train_step()[0].item() for _ in range(40)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) / 5 < losses[0] - 0.7
 

@@ -184,3 +184,17 @@ def test_the_live_plot_writes_its_figure_outside_a_notebook(settings, tmp_path):
 def paths_of(settings: dict) -> dict:
     """What a resume takes from the caller, never from the checkpoint: where the data is."""
     return {key: settings[key] for key in ("data_path", "data_dir")}
+
+
+@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+def test_the_same_seed_gives_the_same_numbers_with_the_background_writer_busy(
+    settings, tmp_path, attn_impl
+):
+    """fp32 on the CPU, either attention kernel: two runs of one seed end bitwise alike, while
+    the background thread writes checkpoints and draws TensorBoard's views beside every few
+    steps (docs/performance.md says what bf16 under oneDNN does not promise)."""
+    busy = dict(dtype="float32", attn_impl=attn_impl, inspect=True, tensorboard=True,
+                eval_interval=4, loss_interval=2)  # fmt: skip
+    for name in ("once", "again"):
+        train.train(**{**settings(name), **busy})
+    assert_same_weights(weights(tmp_path / "once"), weights(tmp_path / "again"))

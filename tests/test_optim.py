@@ -167,7 +167,7 @@ def test_each_optimizer_runs_the_schedule_at_its_own_peak_rate(tiny_config, shak
     trainer = Trainer(config, cpu(), shakespeare)
     factors = [1 / 5, 2 / 5, 3 / 5, 4 / 5, 1.0, 1 - 0.9 / 6, 1 - 1.8 / 6]
     for factor in factors:
-        trainer.train_step(trainer.train_batches)
+        trainer.train_step()
         adamw, muon = ([g["lr"] for g in o.param_groups] for o in trainer.optimizers)
         assert adamw == [pytest.approx(1e-3 * factor)] * 2
         assert muon == [pytest.approx(0.05 * factor)]

@@ -95,10 +95,10 @@ def test_resume_after_a_crash_matches_and_tensorboard_has_no_duplicate_steps(
     logged them. The resumed run redoes them; TensorBoard shows each step once, the new values."""
     original_step = Trainer.train_step
 
-    def crash_at_13(self, batches=None):
+    def crash_at_13(self):
         if self.iter_num == 13:
             raise RuntimeError("simulated crash")
-        return original_step(self, batches)
+        return original_step(self)
 
     monkeypatch.setattr(Trainer, "train_step", crash_at_13)
     with pytest.raises(RuntimeError, match="simulated crash"):

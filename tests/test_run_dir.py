@@ -237,7 +237,7 @@ def test_an_overwrite_whose_new_run_fails_before_a_checkpoint_gives_the_old_run_
     run = tmp_path / "run"
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
 
-    def out_of_memory(self, batches=None):
+    def out_of_memory(self):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
 
     monkeypatch.setattr(Trainer, "train_step", out_of_memory)

@@ -78,8 +78,10 @@ def test_gradient_accumulation_equals_one_larger_batch(tiny_config, shakespeare)
         tiny_config(gradient_accumulation_steps=2, batch_size=4), runtime, shakespeare
     )
     single = Trainer(tiny_config(batch_size=8), runtime, shakespeare)
-    accumulated.train_step(iter([(x[:4], y[:4]), (x[4:], y[4:])]))
-    single.train_step(iter([(x, y)]))
+    accumulated.train_batches = iter([(x[:4], y[:4]), (x[4:], y[4:])])
+    single.train_batches = iter([(x, y)])
+    accumulated.train_step()
+    single.train_step()
     for (name, a), b in zip(
         accumulated.model.named_parameters(), single.model.parameters(), strict=True
     ):

@@ -1,11 +1,5 @@
-"""From train()'s arguments, or train.py's command line, to a run's config.
-
-Settings are defaults < the YAML config file (a path, or a name in configs/) < the keys given
-(keyword arguments of train(), or options on the command line, which `parse_command_line` turns
-into those arguments); every value is read into its key's type here, once. A resume names a run
-instead: its checkpoint's config, with the keys given on top (`config_for_resume`, called by
-training/rundir.py).
-"""
+"""From train()'s arguments, or train.py's command line, to a run's config: defaults < the YAML
+file < the keys given (on resume, the checkpoint's config instead of the first two)."""
 
 from __future__ import annotations
 
@@ -53,16 +47,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
-    if not isinstance(loaded or {}, dict):
+    loaded = loaded or {}  # an empty file
+    if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value, got {type(loaded).__name__}")
-    values = {key: value for key, value in (loaded or {}).items() if key != SWEEP}
-    varied = (loaded or {}).get(SWEEP) or {}
+    varied = loaded.pop(SWEEP, None) or {}
     if not isinstance(varied, dict) or not all(isinstance(v, list) for v in varied.values()):
         raise ConfigError(f"{path}: sweep must be a mapping of key: [values], got {varied!r}")
-    return {
-        **{key: coerce(key, value, str(path)) for key, value in values.items()},
-        **({SWEEP: read_sweep(varied, f"{path}: sweep")} if varied else {}),
-    }
+    values = {key: coerce(key, value, str(path)) for key, value in loaded.items()}
+    return {**values, SWEEP: read_sweep(varied, f"{path}: sweep")} if varied else values
 
 
 def read_sweep(varied: dict[Any, list], source: str) -> dict[str, list]:
@@ -138,16 +130,6 @@ def build_parser(shown: dict[str, Any] | None = None, source: str = "") -> Parse
     return parser
 
 
-def _given_config(argv: Sequence[str]) -> str | None:
-    """The value of --config in argv, read before the full parse (the help text depends on it)."""
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--config="):
-            return arg.partition("=")[2]
-    return None
-
-
 @dataclass(frozen=True)
 class TrainArgs:
     """What a run was asked for: train()'s arguments, read and checked."""
@@ -167,27 +149,23 @@ def load_config(
     overwrite: bool = False,
     **settings: Any,
 ) -> TrainArgs:
-    """train()'s arguments, read and checked: the config file (a path, or a name in configs/)
-    with `settings` (keys of TrainConfig) on top, or, on resume (True: the run in out_dir; or a
-    checkpoint or run directory), what the resume asks for; the checkpoint holds the rest
-    (training/rundir.py's prepare_run). A list among the settings, and the config file's
-    `sweep:`, name the keys a sweep varies (`sweep`); config is then their first values. A
-    mistake is a ConfigError, before any work."""
+    """train()'s arguments, read and checked: the config file with `settings` on top, or what a
+    resume asks for (prepare_run reads the rest from its checkpoint). Lists among the settings,
+    and the file's `sweep:`, are a sweep's values (config holds their first). A mistake is a
+    ConfigError, before any work."""
     varied = {k: v for k, v in settings.items() if isinstance(v, list | tuple)}
     sweep = read_sweep(varied, "train()")
     settings = {k: coerce(k, v, "train()") for k, v in settings.items() if k not in varied}
-    config_path = file_values = None
+    config_path, file_values = Path(DEFAULT_CONFIG), {}
     if config is not None or not resume:
         config_path = find_config_file(str(config or DEFAULT_CONFIG))
         file_values = read_config_file(config_path)
         sweep = {**file_values.pop(SWEEP, {}), **sweep}
-    name = config_path.stem if config_path else Path(DEFAULT_CONFIG).stem
+    name = config_path.stem
+    default_dir = default_out_dir(config_path, file_values) + ("-sweep" if sweep else "")
     if not resume:
         values = {**file_values, **settings, **{key: found[0] for key, found in sweep.items()}}
-        suffix = "-sweep" if sweep else ""
-        values["out_dir"] = (
-            values.get("out_dir") or default_out_dir(config_path, file_values) + suffix
-        )
+        values["out_dir"] = values.get("out_dir") or default_dir
         if values["out_dir"] == AUTO_OUT_DIR:
             values["out_dir"] = auto_out_dir(
                 config_path, {**settings, **sweep}, datetime.datetime.now()
@@ -199,9 +177,7 @@ def load_config(
             "out_dir auto names a new run; to continue one, give its directory: --resume out/NAME"
         )
     if resume is True:  # the run (or sweep) in out_dir
-        resume = settings.get("out_dir") or (
-            default_out_dir(config_path, file_values) if config_path else f"out/{name}"
-        ) + ("-sweep" if sweep else "")
+        resume = settings.get("out_dir") or default_dir
     if (Path(resume) / SWEEP_FILE).is_file():  # a sweep's directory: its plan says what varies
         sweep = {key: [] for key in read_plan(Path(resume))["varied"]}
     return TrainArgs(None, name, settings, str(resume), overwrite, sweep)
@@ -219,11 +195,12 @@ def read_plan(sweep_dir: Path) -> dict[str, Any]:
 
 
 def parse_command_line(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """train.py's command line (sys.argv's when argv is None) as the arguments of train():
-    config, resume, overwrite and the keys given. --help lists every key with the value the
-    config named before it would use."""
+    """train.py's command line (sys.argv's when argv is None) as train()'s arguments; --help
+    lists every key with the value the config named before it would use."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    given = _given_config(argv)
+    first = Parser("", add_help=False)  # --config alone, before the rest: --help depends on it
+    first.add_argument("--config")
+    given = first.parse_known_args(argv)[0].config
     shown, source = None, ""
     if given is not None or "--resume" not in argv:
         config_path = find_config_file(given or DEFAULT_CONFIG)
@@ -245,8 +222,7 @@ def parse_command_line(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def coerce(key: Any, value: Any, source: str) -> Any:
-    """value (from YAML, Python, or a command-line string) as the type of `key`, or a
-    ConfigError."""
+    """value (from YAML, Python or a command-line string) as `key`'s type, or a ConfigError."""
     if not isinstance(key, str):  # YAML reads `1: 2` as the number 1
         raise ConfigError(f"{source}: unknown key {key!r}: keys are names, like n_layer")
     if key not in KEYS:
@@ -255,8 +231,7 @@ def coerce(key: Any, value: Any, source: str) -> Any:
 
 
 def build_config(values: dict[str, Any], source: str) -> TrainConfig:
-    """A TrainConfig from values (from YAML, Python or a checkpoint), each read into its key's
-    type, then checked by TrainConfig itself; a mistake names the source."""
+    """A TrainConfig from values (from YAML, Python or a checkpoint); a mistake names the source."""
     typed = {key: coerce(key, value, source) for key, value in values.items()}
     try:
         return TrainConfig(**typed)
@@ -267,14 +242,9 @@ def build_config(values: dict[str, Any], source: str) -> TrainConfig:
 def config_for_resume(
     saved: dict[str, Any], settings: dict[str, Any], run_dir: Path
 ) -> tuple[TrainConfig, list[str]]:
-    """The configuration of a resumed run: the checkpoint's own, with the settings given on top,
-    and notes for the user on what the resume keeps. The run stays in the directory it was
-    resumed from unless --out_dir says otherwise.
-
-    A longer (or shorter) max_iters keeps the learning-rate schedule that was running: its
-    decay still ends where it did (lr_decay_iters is pinned to the old end), unless the settings
-    give lr_decay_iters themselves. Stretching the schedule would jump the rate of a finished
-    run from its floor back up towards its peak."""
+    """A resumed run's config (the checkpoint's, the settings given on top; out_dir: the one it
+    resumes, unless given) and notes for the user. A new max_iters keeps the schedule's old end
+    (unless lr_decay_iters is given): stretching it would jump a finished run's rate back up."""
     for key in FIXED_ON_RESUME:
         if key in settings and settings[key] != saved.get(key):
             raise ConfigError(

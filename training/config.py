@@ -1,11 +1,5 @@
-"""The training configuration: one frozen dataclass, filled as defaults < YAML file < command line.
-
-`TrainConfig` inherits `GPTConfig`: its model keys (n_layer, n_embd, pos_embedding, ...) are the
-model config's own fields, with the model's defaults, help and checks; the keys below are
-training's. Keys are flat and use nanoGPT's names. An impossible value is a ConfigError whose
-one-line message names the key, raised before any work starts; reading values from a file, the
-command line or a checkpoint is training/command_line.py's.
-"""
+"""The training configuration, one frozen dataclass of flat keys with nanoGPT's names: its model
+keys (n_layer, n_embd, ...) are GPTConfig's own fields, with their defaults, help and checks."""
 
 from __future__ import annotations
 
@@ -24,8 +18,7 @@ LR_SCHEDULES = ("constant", "linear", "cosine", "wsd")  # training/optim.py: lr_
 
 @dataclass(frozen=True)
 class TrainConfig(GPTConfig):
-    """A run's settings: GPTConfig's model keys, then these. vocab_size is the one model field that
-    is not a key: it comes from the data (`model_config`)."""
+    """A run's settings; vocab_size, the one model field that is not a key, comes from the data."""
 
     # where things go
     out_dir: str = option(
@@ -75,9 +68,7 @@ class TrainConfig(GPTConfig):
         0.1, "the rate after decay, and its floor, as a fraction of the peak"
     )
     lr_schedule: str = option(
-        "cosine",
-        "constant, linear, cosine or wsd (warm-up, stable, decay)",
-        choices=LR_SCHEDULES,
+        "cosine", "constant, linear, cosine or wsd (warm-up, stable, decay)", choices=LR_SCHEDULES
     )
     warmup_iters: int = option(100, "iterations of linear warm-up")
     lr_decay_iters: int | None = option(None, "iteration where decay ends (default: max_iters)")

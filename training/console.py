@@ -1,5 +1,4 @@
-"""What a person reads while training runs: a tqdm bar on a terminal with log lines above it,
-plain lines elsewhere (a file, CI), and a run that goes on when its reader goes away."""
+"""What a person reads while training runs."""
 
 from __future__ import annotations
 
@@ -11,25 +10,21 @@ from infra.errors import mute
 
 
 class Console:
-    """Prints for rank 0 only. On a terminal, a tqdm bar tracks iterations and log lines print
-    above it; elsewhere (CI, a file) the bar is off and log lines are plain. When the reader of
-    the output goes away (`train.py | head`, a closed terminal), the output is dropped and the
-    run goes on."""
+    """Prints for rank 0 only: above a tqdm bar on a terminal, plain lines elsewhere (CI, a file).
+    When the reader goes away (`train.py | head`, a closed terminal), output is dropped; the run
+    goes on."""
 
     def __init__(
-        self, enabled: bool = True, interactive: bool | None = None, prefix: str = ""
+        self, enabled: bool = True, interactive: bool | None = None, prefix: str = "", owner=None
     ) -> None:
         self.enabled, self.prefix = enabled, prefix
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.bar: tqdm | None = None
-        self.owner = self  # the console whose bar this one prints above (`labelled`)
+        self.owner = owner or self  # the console whose bar this one prints above (`labelled`)
 
     def labelled(self, prefix: str) -> Console:
-        """A console for one of several runs trained together: its lines start with prefix, and
-        print above this console's bar."""
-        console = Console(self.enabled, self.interactive, prefix)
-        console.owner = self
-        return console
+        """A console for one of several runs trained together: prefixed lines, above this bar."""
+        return Console(self.enabled, self.interactive, prefix, owner=self)
 
     def print(self, message: str) -> None:
         if not self.enabled:

@@ -1,8 +1,4 @@
-"""Everything that several processes under torchrun do together, in one place: the process
-group's life (`runtime_for`), the log point where every rank agrees on the loss and on stopping
-(`agree_at_log_point`), a decision rank 0 takes for all (`decided_by_rank0`), every rank's random
-streams for a checkpoint (`all_rng_states`), and what a silent peer looks like.
-Without torchrun each of these is the one process's own work, with no collective."""
+"""What processes under torchrun do together; without torchrun, one process's own work."""
 
 from __future__ import annotations
 
@@ -17,29 +13,23 @@ import torch.distributed as dist
 
 from infra.device import DEFAULT_DIST_TIMEOUT, Runtime, setup_runtime, teardown_runtime
 from infra.errors import RunDirError, UserError, first_line
-from training.rng import RandomStreams
+from training.rng import RandomStreams, RngState
 
 # How gloo, NCCL and DDP say that another process stopped answering or went away.
 PEERS_LOST = ("Timed out", "timed out", "timeout", "Connection closed", "Connection reset")
 
 
-def lost_peers(error: RuntimeError) -> bool:
-    return isinstance(error, dist.DistError) or any(words in str(error) for words in PEERS_LOST)
-
-
 class CoordinatedStop(Exception):
-    """Raised by every rank at the same point (an interrupt, a non-finite loss), so all of them can
-    still meet at a barrier on the way out."""
+    """Raised by every rank at one point (a signal, a non-finite loss): all meet at the barrier."""
 
 
 @contextlib.contextmanager
 def runtime_for(
     device: str = "auto", dtype: str = "auto", timeout: float = DEFAULT_DIST_TIMEOUT, join=True
 ) -> Iterator[Runtime]:
-    """setup_runtime, and on the way out a barrier, then the process group's teardown. Without the
-    barrier a rank that finishes first can close the group while another is still using it (gloo
-    then aborts the process). The barrier is skipped when only this rank failed: it would wait for
-    ranks that are not coming."""
+    """setup_runtime; on the way out a barrier (else a rank that finishes first can close the group
+    while another still uses it, and gloo aborts the process), then the teardown. No barrier when
+    only this rank failed: it would wait for ranks that are not coming."""
     runtime = setup_runtime(device, dtype, timeout, join)
     try:
         yield runtime
@@ -48,12 +38,12 @@ def runtime_for(
         runtime.barrier()
         raise
     except RuntimeError as e:  # gloo and DDP report a silent peer as a RuntimeError
-        if not runtime.distributed or not lost_peers(e):
+        lost = isinstance(e, dist.DistError) or any(words in str(e) for words in PEERS_LOST)
+        if not runtime.distributed or not lost:
             raise
-        reason = first_line(e, 160)
         raise UserError(  # the other processes did not answer within dist_timeout
             f"the other processes stopped answering (waited up to {timeout:g} s, dist_timeout; "
-            f"{reason}); the last checkpoint is whole: resume the job from it"
+            f"{first_line(e, 160)}); the last checkpoint is whole: resume the job from it"
         ) from None
     finally:
         teardown_runtime()
@@ -100,7 +90,7 @@ def decided_by_rank0(rt: Runtime, out_dir: Path, action: Callable[[], Any]) -> A
     return result
 
 
-def all_rng_states(rt: Runtime, streams: RandomStreams) -> list[dict[str, torch.Tensor | None]]:
+def all_rng_states(rt: Runtime, streams: RandomStreams) -> list[RngState]:
     """Every rank's random streams, in rank order (a collective under DDP: all ranks call it)."""
     state = streams.state_dict()
     if not rt.distributed:

@@ -1,7 +1,4 @@
-"""Evaluation, in one place: `evaluate` (what the loop calls every loss_interval and
-eval_interval: the losses, then a sample, TensorBoard's views inside the model and the
-checkpoint), `estimate_loss` (the losses alone, a pure function) and the probe text whose
-attention TensorBoard shows."""
+"""Evaluation, in one place: `evaluate`, what the loop calls; `estimate_loss`, a pure function."""
 
 from __future__ import annotations
 
@@ -28,11 +25,9 @@ PROBE_CHARS = 40  # the default probe's length: a label per character must stay 
 def evaluate(
     trainer: Trainer, logger: Logger, pictures: AttentionPictures, extras: bool = True
 ) -> dict[str, float]:
-    """The evaluation at the trainer's iteration: both losses on fixed windows, printed, logged
-    and checked finite. With extras, past iteration 0 (whose model is the untrained one: its
-    sample is noise and the seed alone remakes it), also a sample of text and the views inside
-    the model for TensorBoard, and the checkpoint: last.pt, and best.pt when the validation
-    loss is the best so far. Its time is not training's (the clock is paused)."""
+    """Both losses, printed, logged and checked finite. With extras, past iteration 0 (the
+    untrained model: its sample is noise, and the seed alone remakes it), a sample, the views
+    inside the model for TensorBoard and the checkpoint (best.pt too, at a best val loss)."""
     rt, cfg, step, tokenizer = trainer.runtime, trainer.config, trainer.iter_num, pictures.tokenizer
     with trainer.clock.paused():
         losses = estimate_loss(trainer.compiled_model, trainer.data, cfg, rt)
@@ -47,8 +42,7 @@ def evaluate(
         if extras and step > 0:
             if cfg.sample_chars and rt.is_main:  # from a newline, with a fixed seed
                 start = tokenizer.encode("\n") if "\n" in tokenizer.stoi else [0]
-                seed = derived_seed(cfg.seed, "sample")
-                generator = torch.Generator(rt.device).manual_seed(seed)
+                generator = torch.Generator(rt.device).manual_seed(derived_seed(cfg.seed, "sample"))
                 with evaluating(trainer.model), rt.autocast():
                     idx = torch.tensor([start], device=rt.device)
                     out = generate(trainer.model, idx, cfg.sample_chars, generator=generator)
@@ -67,9 +61,9 @@ def evaluate(
 def estimate_loss(
     model: torch.nn.Module, data: PreparedData, config: TrainConfig, rt: Runtime
 ) -> dict[str, float]:
-    """Mean loss over eval_iters batches of each split, dropout off, averaged over ranks. The
-    windows are the same at every evaluation (a fixed seed), so the curve shows the model
-    changing, not the sample. model may be the GPT or its compiled form."""
+    """Mean loss over eval_iters batches of each split (model: the GPT or its compiled form),
+    dropout off, averaged over ranks, on the same windows at every evaluation (a fixed seed): the
+    curve shows the model change, not the sample."""
     losses = {}
     with evaluating(model):
         for split, tokens in (("train", data.train), ("val", data.val)):
@@ -88,16 +82,14 @@ def estimate_loss(
 
 
 def probe_pictures(config: TrainConfig, data: PreparedData) -> AttentionPictures:
-    """TensorBoard's attention pictures over the probe text: config.probe_text, or by default the
-    start of the first line of the validation split that has at least 24 characters (its length
-    is checked by the config). Characters the data does not have are a ConfigError."""
+    """TensorBoard's attention pictures over config.probe_text, or by default the start of the
+    validation split's first line of 24 characters or more."""
     tokenizer, text = data.tokenizer, config.probe_text
     if not text:
         lines = tokenizer.decode(data.val[:5000].tolist()).split("\n")
         text = next((line for line in lines if len(line) >= 24), lines[0] or "\n")
         text = text[: min(PROBE_CHARS, config.block_size)]
-    unknown = tokenizer.unknown_characters(text)
-    if unknown:
+    if unknown := tokenizer.unknown_characters(text):
         shown = ", ".join(repr(c) for c in unknown)
         raise ConfigError(f"probe_text: {shown} not in the vocabulary of the data")
     return AttentionPictures(tokenizer.encode(text), tokenizer)

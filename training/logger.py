@@ -1,12 +1,11 @@
-"""Where training's numbers go: `Logger` keeps every scalar in a history train() returns, and
-`TensorBoardLogger` writes everything for TensorBoard too. What a person reads in the terminal is
-training/console.py."""
+"""Where training's numbers go: a history (`Logger`), and TensorBoard (`TensorBoardLogger`)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -86,10 +85,7 @@ PROJECTOR_CONFIG = "projector_config.pbtxt"
 
 
 class Logger:
-    """Where a run's numbers go: every scalar into `history` (a list of plain dicts, one per
-    iteration that recorded something, e.g. {"iter": 250, "train_loss": 1.6, "val_loss": 1.7}),
-    which train() returns. This one writes nothing else (ranks other than 0, tests,
-    `--no-tensorboard`); TensorBoardLogger writes everything for TensorBoard too."""
+    """Every scalar into `history` (the Run's) and nothing else: ranks but 0, --no-tensorboard."""
 
     active = False  # False: nothing but the history is recorded, so nothing need be drawn for it
 
@@ -114,14 +110,9 @@ class Logger:
 
 
 class TensorBoardLogger(Logger):
-    """Event files in log_dir: one run of TensorBoard's.
-
-    purge_step: on resume, the step the run continues from. TensorBoard then drops whatever the
-    interrupted run had logged at that step or later, so no step appears twice.
-
-    A write that fails (a full disk, a file-size limit) is one warning line, and the run goes on
-    without TensorBoard: its checkpoints matter more than its curves.
-    """
+    """Event files in log_dir: one run of TensorBoard's. purge_step, on resume the step the run goes
+    on from, drops what the interrupted run logged there or later: no step twice. A failed write (a
+    full disk) is one warning line, and the run goes on: its checkpoints matter more than curves."""
 
     active = True
 
@@ -131,6 +122,12 @@ class TensorBoardLogger(Logger):
         super().__init__()
         _quiet_writer_thread()
         self.log_dir = Path(log_dir)
+        # TensorBoard reads a run's event files in name order: the second a file was opened, then
+        # a counter that sorts as text. A resume in the second of the stopped run's file (from
+        # Python, in one process) waits for the next, so its purge sees that file first.
+        while purge_step and any(f.name.split(".")[3] == str(int(time.time()))
+                                 for f in self.log_dir.glob("events.out.tfevents.*")):  # fmt: skip
+            time.sleep(0.05)
 
         def start() -> None:
             self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
@@ -145,10 +142,12 @@ class TensorBoardLogger(Logger):
             write()
         except OSError as e:
             self.active = False
-            _warn(
+            line = (
                 f"warning: TensorBoard stopped writing into {self.log_dir} "
                 f"({describe_os_error(e)}); training goes on without its curves"
             )
+            with contextlib.suppress(OSError):
+                print(line, file=sys.stderr, flush=True)
 
     def write_scalar(self, metric: Metric, value: float, step: int) -> None:
         """With its description (TensorBoard keeps the description of a tag's first point;
@@ -173,10 +172,8 @@ class TensorBoardLogger(Logger):
         )
 
     def embedding(self, matrix: torch.Tensor, labels: Sequence[str], step: int) -> None:
-        """The rows of matrix for the PROJECTOR tab, one label each (tab-separated files, so a
-        label must not hold a tab or a newline): projector/NNNNN.tsv for this iteration, then
-        the projector's list of every iteration on disk, the latest first and named so that the
-        projector, which sorts the names, opens on it."""
+        """The rows of matrix for the PROJECTOR tab as projector/NNNNN.tsv, one label each (a label
+        must hold no tab or newline), then the list of them all (`projector_config`)."""
         folder = self.log_dir / PROJECTOR_DIR
         rows = matrix.detach().float().cpu().tolist()
         tensors = "".join("\t".join(f"{x:.6g}" for x in row) + "\n" for row in rows)
@@ -193,23 +190,20 @@ class TensorBoardLogger(Logger):
         self._safely(write)
 
     def hparams(self, hparams: dict[str, Any], metric_names: list[str]) -> None:
-        """Hyperparameters into this run's own event file, with metric_names (METRICS keys) as
-        the HPARAMS tab's metrics. SummaryWriter.add_hparams would open a second, timestamped
-        run beside it."""
-        from tensorboard.plugins.hparams.api_pb2 import MetricInfo, MetricName
+        """Hyperparameters, and metric_names (METRICS keys) as the HPARAMS tab's metrics, into this
+        run's own event file (SummaryWriter.add_hparams would open a second, timestamped run)."""
         from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
         plain = {
             k: v if isinstance(v, bool | int | float | str) else str(v) for k, v in hparams.items()
         }
-        experiment, start, end = hparams_summaries(plain, {})
+        metrics = {METRICS[name].tag: None for name in metric_names}  # torch takes only the keys
+        experiment, start, end = hparams_summaries(plain, metrics)
         plugin_data = experiment.value[0].metadata.plugin_data
         data = HParamsPluginData.FromString(plugin_data.content)
-        for name in metric_names:
-            metric = METRICS[name]
-            info = MetricInfo(name=MetricName(tag=metric.tag), display_name=name)
-            data.experiment.metric_infos.append(info)
+        for info, name in zip(data.experiment.metric_infos, metric_names, strict=True):
+            info.display_name = name  # the tab's column is named as the history names it
         plugin_data.content = data.SerializeToString()
         for summary in (experiment, start, end):
             self._safely(lambda summary=summary: self.writer.file_writer.add_summary(summary))
@@ -250,11 +244,6 @@ def tensorboard_files(run_dir: Path) -> list[Path]:
     files = sorted(run_dir.glob("events.out.tfevents.*"))
     files += sorted((run_dir / PROJECTOR_DIR).glob("*.tsv"))
     return files + [p for p in [run_dir / PROJECTOR_CONFIG] if p.exists()]
-
-
-def _warn(line: str) -> None:
-    with contextlib.suppress(OSError):
-        print(line, file=sys.stderr, flush=True)
 
 
 def _quiet_writer_thread() -> None:

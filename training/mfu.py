@@ -1,5 +1,4 @@
-"""Model FLOPs utilisation: the FLOPs a training step does, and the fraction of a GPU's peak they
-reach."""
+"""Model FLOPs utilisation (MFU): a training step's FLOPs, over the GPU's peak FLOP/s."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""The optimizers, built from the model and the config: AdamW alone, or Muon for the matrices inside
-the transformer blocks with AdamW for everything else; and the learning-rate schedule, a factor on
-each optimizer's own peak rate."""
+"""The optimizers, built from the model and the config, and the learning-rate schedule."""
 
 from __future__ import annotations
 
@@ -31,8 +29,7 @@ def build_optimizers(
 
 
 def block_matrices(model: GPT) -> list[Tensor]:
-    """The trainable 2-D weight matrices inside the transformer blocks (attention and MLP): Muon's
-    share of the parameters."""
+    """Muon's share: the trainable 2-D weight matrices inside the blocks (attention and MLP)."""
     return [p for p in model.transformer.h.parameters() if p.dim() == 2 and p.requires_grad]
 
 
@@ -67,9 +64,8 @@ def muon(params: list[Tensor], config: TrainConfig, device: torch.device) -> tor
 
 
 def lr_multiplier(it: int, config: TrainConfig) -> float:
-    """The schedule's factor for optimizer step `it` (0-based): every parameter group's rate is its
-    optimizer's peak (learning_rate for AdamW, learning_rate x muon_lr_ratio for Muon) times this,
-    so both warm up and decay together. Its floor is min_lr_ratio.
+    """The schedule's factor for optimizer step `it` (0-based), on each optimizer's own peak rate,
+    so AdamW and Muon warm up and decay together.
 
     Warm-up rises linearly to 1 over warmup_iters steps, starting at 1 / (warmup_iters + 1), never
     0: a step at rate 0 would be wasted. After warm-up:
@@ -79,7 +75,7 @@ def lr_multiplier(it: int, config: TrainConfig) -> float:
     - wsd:      warm-up, stable at 1, then a linear cool-down over the last cooldown_frac of
                 lr_decay_iters (Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training
                 Beyond Fixed Training Durations").
-    After lr_decay_iters every schedule but constant stays at the floor.
+    After lr_decay_iters every schedule but constant stays at the floor, min_lr_ratio.
     """
     warmup, end, floor = config.warmup_iters, config.decay_end, config.min_lr_ratio
     if it < warmup:
@@ -99,19 +95,14 @@ def lr_multiplier(it: int, config: TrainConfig) -> float:
     return 1.0 - progress * (1.0 - floor)  # linear, and wsd's cool-down
 
 
-def is_muon(optimizer: torch.optim.Optimizer) -> bool:
-    return isinstance(optimizer, torch.optim.Muon)
-
-
 def describe_optimizers(optimizers: list[torch.optim.Optimizer]) -> str:
-    """For the start-up line, e.g. 'AdamW (10 tensors) + Muon in fp32, no native bf16 here (16
-    matrices)'."""
+    """For the start-up line, e.g. 'AdamW (10 tensors) + Muon (16 matrices)'."""
     parts = []
     for optimizer in optimizers:
         n = sum(len(group["params"]) for group in optimizer.param_groups)
         if isinstance(optimizer, MuonFP32):
             parts.append(f"Muon in fp32, no native bf16 here ({n} matrices)")
-        elif is_muon(optimizer):
+        elif isinstance(optimizer, torch.optim.Muon):
             parts.append(f"Muon ({n} matrices)")
         else:
             parts.append(f"{type(optimizer).__name__} ({n} tensors)")
@@ -152,11 +143,9 @@ def orthogonalize(
 
 
 class MuonFP32(torch.optim.Muon):
-    """torch.optim.Muon's update (its defaults, checks, state and learning-rate adjustment), with
-    the Newton-Schulz iteration in fp32 and batched over the matrices of one shape.
-
-    Its state_dict is torch.optim.Muon's, so a run may move between the two. Its update equals
-    torch's to bf16 precision (tests/test_optim.py holds it there)."""
+    """torch.optim.Muon (its defaults, checks, rate adjustment and state_dict: a run may move from
+    one to the other), with the Newton-Schulz iteration in fp32, batched over the matrices of one
+    shape; its update equals torch's to bf16 precision (tests/test_optim.py holds it there)."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -182,6 +171,7 @@ class MuonFP32(torch.optim.Muon):
                 ortho = orthogonalize(
                     torch.stack(updates), group["ns_coefficients"], group["ns_steps"], group["eps"]
                 )
+                # torch.optim.Muon's own rate for the shape (by default lr·sqrt(max(1, out/in)))
                 scaled_lr = lr * rms_adjustment(group["adjust_lr_fn"], shape)
                 for p, update in zip(params, ortho, strict=True):
                     p.mul_(1 - lr * decay)
@@ -190,8 +180,8 @@ class MuonFP32(torch.optim.Muon):
 
 
 def rms_adjustment(adjust_lr_fn: str | None, shape: torch.Size) -> float:
-    """The factor on Muon's learning rate for a matrix of this (out, in) shape, as torch.optim.Muon
-    documents it: "original" (the default) sqrt(max(1, out/in)); "match_rms_adamw"
+    """The factor on Muon's rate for a matrix of this (out, in) shape, as torch.optim.Muon
+    documents it: "original" (the default) sqrt(max(1, out/in)), "match_rms_adamw"
     0.2·sqrt(max(out, in))."""
     rows, cols = shape[0], shape[1]
     if adjust_lr_fn == "match_rms_adamw":

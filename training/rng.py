@@ -1,10 +1,7 @@
-"""A run's random streams, its own, seeded from its seed and saved in its checkpoints.
-
-Batches come from a generator of the run's. Dropout and the initial weights draw from torch's
-global generators, which no call takes as an argument, so the run swaps its own state into them
-for its own work and puts the caller's back after (`global_generators`): runs that share a
-process (a notebook) draw what they would alone, and the caller's global state stays as it was.
-"""
+"""A run's own random streams, seeded from its seed and saved in its checkpoints. Batches come
+from a generator of the run's. Dropout and the initial weights draw from torch's global
+generators, which no call takes as an argument, so the run swaps its own state into them for its
+own work (`global_generators`): runs sharing a process (a notebook) draw what they would alone."""
 
 from __future__ import annotations
 
@@ -61,8 +58,7 @@ def global_generators(state: RngState, device: torch.device) -> Iterator[None]:
 
 
 class RandomStreams:
-    """One process's streams of a run: its batches' generator, and the global generators' state
-    for dropout, used within `dropout()`. Each rank draws its own batches and masks."""
+    """One rank's streams: its batches' generator, and the global generators' state for dropout."""
 
     def __init__(self, seed: int, rank: int, device: torch.device) -> None:
         self.device = device

@@ -1,5 +1,4 @@
-"""What train() returns (`Run`), what a hook is called with after every step (`Step`), and how a
-hook ends a run (`StopTraining`)."""
+"""What train() and sweep() return, and what a hook is called with and may raise."""
 
 from __future__ import annotations
 
@@ -22,12 +21,11 @@ class StopTraining(Exception):
 
 @dataclass
 class Run:
-    """A run, as train() returns it (and as hooks see it while it trains): the model with the
-    weights it ended with (best.pt in out_dir holds those of the best validation loss), its
-    tokenizer, and what it recorded. `history` holds a plain dict for every iteration that
-    recorded something, e.g. {"iter": 250, "train_loss": 1.6, "val_loss": 1.7} at an evaluation
-    and {"iter": 260, "batch_loss": 1.5, "lr": 0.004, ...} at a log point (pandas.DataFrame takes
-    it as it is). `stopped` says why it ended before max_iters, or is None."""
+    """A run, as train() returns it (and hooks see it while it trains): the model with the weights
+    it ended with (best.pt in out_dir holds the best val loss's), its tokenizer, and `history`: a
+    plain dict for every iteration that recorded something, e.g. {"iter": 250, "val_loss": 1.7,
+    ...} at an evaluation, {"iter": 260, "batch_loss": 1.5, "lr": 0.004, ...} at a log point
+    (pandas.DataFrame takes it as it is). `stopped`: why it ended before max_iters, or None."""
 
     config: TrainConfig
     model: GPT
@@ -75,9 +73,8 @@ class Step:
     evaluation: dict[str, float] | None  # {"train": ..., "val": ...} on a step that had one
     run: Run
     loss_tensor: torch.Tensor = field(repr=False)
-    trainer: Trainer = field(
-        repr=False
-    )  # its optimizers, its data, its state: as the loop has them
+    # its optimizers, its data, its state: as the loop has them
+    trainer: Trainer = field(repr=False)
 
     @property
     def loss(self) -> float:

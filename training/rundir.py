@@ -1,12 +1,5 @@
-"""A run directory belongs to its run: which run a command may write into, and how it takes it.
-
-A fresh run refuses a directory that holds a run unless --overwrite (the old run is set aside and
-given back if the new one fails before its first checkpoint); a resume writes only into the run
-it continues or an empty directory, and never rolls back a later last.pt; a live run holds a lock
-that stops a second one at once. Nothing is written or deleted through a link, and a config.yaml
-that train.py did not write is never replaced. Everything that can refuse a run is checked before
-the directory is touched.
-"""
+"""A run directory belongs to its run: which run a command may write into (`prepare_run`), and
+how it takes it (`RunDirectory`)."""
 
 from __future__ import annotations
 
@@ -48,9 +41,8 @@ def _previous_run_files(out_dir: Path) -> list[Path]:
 
 
 def check_run_dir_entries(out_dir: Path) -> None:
-    """Refuse a run directory where a file or folder of a run is a link (nothing is
-    written or deleted through one), or where a config.yaml that train.py did not write sits
-    without a run (a user's own file is never overwritten)."""
+    """Refuse a run directory where a run's file or folder is a link (nothing is written or
+    deleted through one), or where a config.yaml that train.py did not write sits without a run."""
     for name in (*RUN_FILES, PROJECTOR_DIR, PROJECTOR_CONFIG, SET_ASIDE):
         refuse_link(out_dir / name)
     config = out_dir / CONFIG_FILE
@@ -73,30 +65,25 @@ def restore_set_aside(aside: SetAside, out_dir: Path) -> list[Path]:
 
 
 def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
-    """The run's configuration, the checkpoint it continues from (None for a fresh run) and
-    notes for the user. Refuses, before anything is written, every run that would change a run
-    it does not own."""
+    """The run's config, the checkpoint it continues (None for a fresh run) and notes for the
+    user; refuses, before anything is written, every run that would change a run it does not own."""
     if args.resume is None:
-        config = args.config
-        out_dir = Path(config.out_dir)
-        if holds_run(out_dir) and not args.overwrite:
+        if holds_run(Path(args.config.out_dir)) and not args.overwrite:
             raise RunDirError(
-                f"{out_dir} already holds a run; continue it with --resume, start afresh with "
-                "--overwrite (which deletes its checkpoints and TensorBoard logs), or train beside "
-                "it with --out_dir auto (a new directory named for the run)"
+                f"{args.config.out_dir} already holds a run; continue it with --resume, start "
+                "afresh with --overwrite (which deletes its checkpoints and TensorBoard logs), or "
+                "train beside it with --out_dir auto (a new directory named for the run)"
             )
-        return config, None, []
+        return args.config, None, []
     try:
-        # last.pt, or best.pt where a full disk stopped the run between writing the two (best.pt
-        # is written first, so it is then the newer)
+        # last.pt, or best.pt where a run stopped between writing the two (see reconcile_best)
         path = resolve_checkpoint_path(args.resume, names=(LAST, BEST))
     except CheckpointError as e:
         raise CheckpointError(f"nothing to resume: {e}") from None
     checkpoint = load_checkpoint(path, map_location="cpu")
-    source_dir = path.parent.resolve()
     config, notes = config_for_resume(checkpoint["config"], args.settings, path.parent)
     out_dir = Path(config.out_dir)
-    continues_in_place = out_dir.resolve() == source_dir
+    continues_in_place = out_dir.resolve() == path.parent.resolve()
     if continues_in_place and path.name != LAST and (out_dir / LAST).exists():
         # continuing from best.pt in place would roll last.pt back and purge TensorBoard's
         # later steps: the later run would be lost
@@ -120,9 +107,9 @@ def prepare_run(args: TrainArgs) -> tuple[TrainConfig, dict | None, list[str]]:
 
 
 def reconcile_best(checkpoint: dict, best_path: Path) -> list[str]:
-    """best.pt is written before last.pt, so a run that failed between the two leaves a best.pt
-    newer than last.pt, holding a better loss than last.pt knows of. The resumed run takes that
-    loss as the one to beat, so it never replaces best.pt by a worse model."""
+    """best.pt is written before last.pt (Trainer.save), so a run that failed between the two
+    leaves a best.pt newer than last.pt, holding a better loss than last.pt knows of. The resumed
+    run takes that loss as the one to beat, so it never replaces best.pt by a worse model."""
     best = load_checkpoint(best_path)
     if best["best_val_loss"] >= checkpoint["best_val_loss"]:
         return []
@@ -135,12 +122,11 @@ def reconcile_best(checkpoint: dict, best_path: Path) -> list[str]:
 
 
 class RunDirectory:
-    """out_dir as one run holds it, from `with` to its end. Rank 0 decides for every rank
-    (decided_by_rank0): where out_dir exists it is locked at once, so a second run aimed at a live
-    one is refused before any slow work; `claim` (once the run's config and data are checked)
-    creates and locks it, checks it, settles what a killed process left (temporary files; a run
-    set aside, given back or discarded) and, for a fresh run with --overwrite, sets the old run's
-    files aside; the old run is given back if the new one fails before its first checkpoint."""
+    """out_dir as one run holds it, from `with` to its end; rank 0 decides for every rank. Where
+    out_dir exists it is locked at once, so a second run aimed at a live one is refused before
+    any slow work; `claim` (once the config and data are checked) creates, locks and checks it,
+    settles what a killed process left (temporary files; a run set aside) and, for a fresh run
+    with --overwrite, sets the old run aside, given back if the new one makes no checkpoint."""
 
     def __init__(self, out_dir: Path, runtime: Runtime) -> None:
         self.out_dir, self.runtime = out_dir, runtime
@@ -161,26 +147,24 @@ class RunDirectory:
     def claim(self, fresh: bool, overwrite: bool, say) -> None:
         out_dir = self.out_dir
 
-        def claim() -> SetAside | None:
+        def claim() -> SetAside:
             if self.lock is None:
                 make_run_dir(out_dir)
                 self.lock = RunLock(out_dir)
                 self.lock.acquire()
             check_run_dir_entries(out_dir)
-            left = SetAside(out_dir, SET_ASIDE)
-            if left.folder.exists() and holds_run(out_dir):
-                left.discard()
-            elif left.folder.exists():
-                restored = restore_set_aside(left, out_dir)
+            aside = SetAside(out_dir, SET_ASIDE)  # first, settle what a killed process left there
+            if aside.folder.exists() and holds_run(out_dir):
+                aside.discard()
+            elif aside.folder.exists():
+                restored = restore_set_aside(aside, out_dir)
                 say(
                     f"note: restored the run an --overwrite set aside in {out_dir} "
                     f"({len(restored)} files): the run meant to replace it made no checkpoint"
                 )
-            aside = None
             if fresh and holds_run(out_dir):
                 if not overwrite:  # another run took the directory since the first check
                     raise RunDirError(f"{out_dir} already holds a run; give another --out_dir")
-                aside = SetAside(out_dir, SET_ASIDE)
                 aside.move(_previous_run_files(out_dir))
             remove_stale_temporaries(out_dir)
             return aside

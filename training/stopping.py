@@ -1,11 +1,8 @@
-"""Stopping a run cleanly: on a signal, on a non-finite loss, and on every rank at once.
-
-Under torchrun every rank must stop at the same iteration, or one would wait forever in a
-collective for another. So a signal (Ctrl-C's SIGINT, SIGTERM, a closed terminal's SIGHUP) is only
-recorded when it arrives (as is a hook's StopTraining under torchrun); the ranks compare notes at
-the next log point, in the same small all-reduce that averages the step's loss
-(training/distributed.py), and all stop there together, after saving last.pt.
-"""
+"""Stopping a run cleanly: on a signal, on a non-finite loss, and on every rank at once. Under
+torchrun every rank must stop at the same iteration, or one would wait forever in a collective for
+another; so a signal (or a hook's StopTraining under torchrun) is only recorded when it arrives,
+the ranks compare notes at the next log point, in the all-reduce that averages the step's loss
+(`agree_at_log_point`), and all stop there together, after saving last.pt."""
 
 from __future__ import annotations
 

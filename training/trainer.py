@@ -1,6 +1,5 @@
-"""The trainer: the training state (model, optimizers, scaler, iteration, best loss, random
-streams) in one object that saves and restores itself, the step that advances it, and the clock
-that times it. The loop that calls it is train.py's."""
+"""The trainer: a run's state in one object that saves and restores itself, the step that advances
+it, and the clock that times it. The loop that calls it is train.py's."""
 
 from __future__ import annotations
 
@@ -27,16 +26,12 @@ from training.config import TrainConfig
 from training.console import Console
 from training.distributed import all_rng_states
 from training.optim import build_optimizers, lr_multiplier
-from training.rng import RandomStreams, derived_seed, global_generators, global_state
-
-Batches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+from training.rng import RandomStreams, RngState, derived_seed, global_generators, global_state
 
 
 class Trainer:
-    """Built whole from what a run has decided: its config, where it runs, its data, the console
-    it prints to, the checkpoint it continues (None for a fresh run), and what to do once its
-    first checkpoint is on disk (`on_first_checkpoint`: give up the run an --overwrite set
-    aside)."""
+    """Built whole from what a run has decided; `on_first_checkpoint` runs once its first
+    checkpoint is on disk (to give up the run an --overwrite set aside)."""
 
     def __init__(
         self,
@@ -108,31 +103,24 @@ class Trainer:
 
     # ---- the step -------------------------------------------------------------------------------
 
-    def _draw_train_batches(self) -> Batches:
+    def _draw_train_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         cfg, device = self.config, self.runtime.device
         while True:
             yield get_batch(
                 self.data.train, cfg.batch_size, cfg.block_size, self.streams.batches, device
             )
 
-    def train_step(self, batches: Batches | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step over accum_steps micro-batches (from the run's own batches, unless
-        given). Returns the mean loss and the gradient norm before clipping, as tensors: reading
-        them would wait for the GPU."""
-        batches = batches or self.train_batches
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step over accum_steps micro-batches of train_batches: the mean loss and
+        the gradient norm before clipping, as tensors (reading them would wait for the GPU)."""
         self.begin_step()
         mean_loss = torch.zeros((), device=self.runtime.device)
         with self.streams.dropout():
             for micro_step in range(self.accum_steps):
-                x, y = next(batches)
+                x, y = next(self.train_batches)
                 # Under DDP, gradients are all-reduced only in the last micro-step's backward.
-                last = micro_step == self.accum_steps - 1
-                no_sync = (
-                    self.train_model.no_sync()
-                    if isinstance(self.train_model, DDP) and not last
-                    else None
-                )
-                with no_sync or contextlib.nullcontext():
+                defer = isinstance(self.train_model, DDP) and micro_step < self.accum_steps - 1
+                with self.train_model.no_sync() if defer else contextlib.nullcontext():
                     with self.runtime.autocast():
                         _, loss = self.train_model(x, y)
                         loss = loss / self.accum_steps  # the step's loss: the micro-batches' mean
@@ -151,8 +139,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
 
     def end_step(self, mean_loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clip the true (unscaled) gradients and step every optimizer: the step's mean loss and
-        its gradient norm before clipping."""
+        """Clip the true (unscaled) gradients and step every optimizer."""
         for optimizer in self.optimizers:
             self.scaler.unscale_(optimizer)
         if self.config.grad_clip > 0:
@@ -165,7 +152,7 @@ class Trainer:
             self.scaler.step(optimizer)
         self.scaler.update()
         self.iter_num += 1
-        self.clock.count(self.tokens_per_iter)
+        self.clock.tokens += self.tokens_per_iter
         return mean_loss, grad_norm
 
     def due(self, interval: int) -> bool:
@@ -173,9 +160,8 @@ class Trainer:
         return self.iter_num % interval == 0 or self.iter_num == self.config.max_iters
 
     def record_evaluation(self, losses: dict[str, float], checkpointed: bool) -> bool:
-        """Keep an evaluation's losses (saved with the checkpoint); whether its validation loss
-        is the best of those checkpointed. Iteration 0's is the untrained model's, never a best
-        to keep."""
+        """Keep an evaluation's losses (saved with the checkpoint); whether its val loss is the best
+        of those checkpointed (never iteration 0's: the untrained model's)."""
         self.eval_losses = {"iter": self.iter_num, **losses}
         if not checkpointed or self.iter_num == 0 or losses["val"] >= self.best_val_loss:
             return False
@@ -184,9 +170,7 @@ class Trainer:
 
     # ---- state ----------------------------------------------------------------------------------
 
-    def state_dict(
-        self, rng_states: list[dict[str, torch.Tensor | None]] | None = None
-    ) -> dict[str, Any]:
+    def state_dict(self, rng_states: list[RngState] | None = None) -> dict[str, Any]:
         """Everything a run needs to continue exactly: primitives, tensors and state dicts only."""
         return new_checkpoint(
             model=self.model.state_dict(),
@@ -240,19 +224,17 @@ class Trainer:
                 derived_seed(self.config.seed, "train", rt.rank, self.iter_num)
             )
 
-    def save(self, best: bool = False) -> Path:
+    def save(self, best: bool = False) -> None:
         """last.pt (and best.pt) in out_dir. Every rank must call it; rank 0 copies the state to
-        the CPU, and the background thread writes it while training goes on (`self.background.
-        wait()` returns once it is on disk)."""
+        the CPU, and the background thread writes it (`self.background.wait()`: until on disk)."""
         rng_states = all_rng_states(self.runtime, self.streams)
         last = self.out_dir / LAST
         if self.runtime.is_main:
             # best.pt first: a failure between the two writes leaves best.pt the newer, never a
-            # best.pt older than what last.pt calls the best (see rundir.prepare_run for resuming)
+            # best.pt older than what last.pt calls the best (see rundir.reconcile_best)
             paths = [self.out_dir / BEST, last] if best else [last]
             state = cpu_copy(self.state_dict(rng_states))
             self.background.submit(lambda: self._write_checkpoint(state, paths))
-        return last
 
     def _write_checkpoint(self, state: dict[str, Any], paths: list[Path]) -> None:
         save_checkpoint(state, *paths)
@@ -262,9 +244,8 @@ class Trainer:
 
 
 class Clock:
-    """Training's clock, started once per loop: tokens per second over the steps since the last
-    reading with evaluations left out (`paused`), and the time left at the pace so far,
-    evaluations included."""
+    """Training's clock, started once per loop: tokens per second since the last reading, with
+    evaluations left out (`paused`), and the time left at the pace so far, evaluations included."""
 
     def __init__(self, synchronize: Callable[[], None], iter_num: int) -> None:
         self.synchronize = synchronize
@@ -273,9 +254,6 @@ class Clock:
     def start(self, iter_num: int) -> None:
         self.started = self.last_read = time.perf_counter()
         self.start_iter, self.tokens, self.paused_for = iter_num, 0, 0.0
-
-    def count(self, tokens: int) -> None:
-        self.tokens += tokens
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -289,14 +267,12 @@ class Clock:
             self.paused_for += time.perf_counter() - began
 
     def tokens_per_sec(self) -> float:
-        """Training speed since the last reading."""
         now = time.perf_counter()
         rate = self.tokens / max(now - self.last_read - self.paused_for, 1e-9)
         self.last_read, self.tokens, self.paused_for = now, 0, 0.0
         return rate
 
     def time_left(self, iter_num: int, max_iters: int) -> str:
-        """The rest of the run at the pace so far (evaluations included), as tqdm writes it."""
         elapsed, done = time.perf_counter() - self.started, max(iter_num - self.start_iter, 1)
         return tqdm.format_interval(elapsed / done * (max_iters - iter_num))
 
