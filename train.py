@@ -34,7 +34,6 @@ from infra.files import write_atomic
 from infra.progress import progress
 from model.scoring import exact_loss
 from training.command_line import TrainArgs, load_config, parse_command_line
-from training.config import DATA_PATH_KEYS
 from training.console import Console
 from training.distributed import StepReport, agree_at_log_point, runtime_for
 from training.evaluation import evaluate, probe_pictures
@@ -430,20 +429,11 @@ def describe(trainers: list[Trainer], stacked: bool) -> None:
 
 def say_how_to_continue(run: Run, world_size: int) -> None:
     """One line on stderr, from every process: why the run stopped, what it saved, and the
-    command that continues it (from Python too, in one process)."""
-    config = run.config
-    how = resume_command(config, world_size)
-    if not launched_by_torchrun():
-        paths = "".join(
-            f", {k}={getattr(config, k)!r}" for k in DATA_PATH_KEYS if getattr(config, k)
-        )
-        how += f" (in Python: train(resume={config.out_dir!r}{paths}))"
-    line = (
-        f"{rank_prefix()}stopped by {run.stopped} at iteration {run.iter_num}; saved "
-        f"{Path(config.out_dir) / LAST}. Continue with: {how}"
-    )
+    command that continues it."""
     with contextlib.suppress(OSError):  # nobody reads stderr any more: the run is saved
-        print(line, file=sys.stderr, flush=True)
+        print(f"{rank_prefix()}stopped by {run.stopped} at iteration {run.iter_num}; saved "
+              f"{run.out_dir / LAST}. Continue with: {resume_command(run.config, world_size)}",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 def rank_prefix() -> str:

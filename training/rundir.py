@@ -203,14 +203,15 @@ class QuitNow(UserError):
 
 def resume_command(config: TrainConfig, world_size: int) -> str:
     """The command that continues this run, ready to paste: quoted, with the data's paths (a
-    resume takes them from the command line only), and under torchrun when the run had several
-    processes (the checkpoint holds every rank's random streams)."""
-    launcher = "python"
+    resume takes them from the caller only), under torchrun when the run had several processes
+    (the checkpoint holds every rank's random streams), and in one process its Python form."""
+    paths = [key for key in DATA_PATH_KEYS if getattr(config, key)]
+    flags = "".join(f" --{key} {shlex.quote(getattr(config, key))}" for key in paths)
     if launched_by_torchrun():
         launcher = f"torchrun --standalone --nproc_per_node={world_size}"
-    paths = "".join(
-        f" --{key} {shlex.quote(getattr(config, key))}"
-        for key in DATA_PATH_KEYS
-        if getattr(config, key)
+        return f"{launcher} train.py --resume {shlex.quote(config.out_dir)}{flags}"
+    keywords = "".join(f", {key}={getattr(config, key)!r}" for key in paths)
+    return (
+        f"python train.py --resume {shlex.quote(config.out_dir)}{flags} (in Python: "
+        f"train(resume={config.out_dir!r}{keywords}))"
     )
-    return f"{launcher} train.py --resume {shlex.quote(config.out_dir)}{paths}"
