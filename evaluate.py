@@ -1,8 +1,6 @@
 """Score every character of a text with a checkpoint: `python evaluate.py --ckpt out/small`.
 
-Prints the characters scored, the mean loss in nats, bits per character and perplexity of the
-whole validation split (or --split train, or any UTF-8 --text_file), and beside them the random-
-window estimate the trainer made for the same checkpoint. See model/scoring.py for the windows."""
+What it prints, and how its windows go: docs/internals.md, "Scoring every character exactly"."""
 
 from __future__ import annotations
 
@@ -61,7 +59,7 @@ def text_tokens(options: EvaluateOptions, checkpoint: dict, tokenizer) -> tuple[
     return (data.train if options.split == "train" else data.val), f"the {options.split} split"
 
 
-def evaluate(argv: list[str] | None = None) -> int:
+def evaluate(argv: list[str] | None = None) -> None:
     options = parse_into(EvaluateOptions, argv, __doc__.split("\n")[0])
     device = resolve_device(options.device)
     checkpoint = load_checkpoint(options.ckpt, map_location=device)
@@ -96,7 +94,6 @@ def evaluate(argv: list[str] | None = None) -> int:
     if estimate and options.text_file is None:
         print(f"  the trainer's estimate at iteration {estimate['iter']}: {options.split} loss "
               f"{estimate[options.split]:.4f} (random windows)")  # fmt: skip
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,20 +56,9 @@ class SampleOptions:
             raise ConfigError("give --prompt or --prompt_file, not both")
 
 
-def read_prompt(options: SampleOptions) -> str:
-    if options.prompt_file is not None:
-        prompt = read_text_file("--prompt_file", options.prompt_file)
-    else:
-        prompt = "\n" if options.prompt is None else options.prompt
-    if not prompt:
-        raise ConfigError("the prompt is empty; give at least one character")
-    return prompt
-
-
 def write_attention(model, ids: list[int], tokenizer, options, prompt_length: int) -> None:
-    """What every head attends to, into --attention: FILE.png, every layer's and head's attention
-    over ids (the prompt) as one picture; FILE.html, the explorer over ids (the prompt and the
-    first sample). A file that cannot be written is one line; one that was is said on stderr."""
+    """What every head attends to over ids, into --attention (its help says what each suffix
+    writes). A file that cannot be written is one line; one that was is said on stderr."""
     path = options.attention
     try:
         if path.endswith(".png"):
@@ -88,9 +77,14 @@ def write_attention(model, ids: list[int], tokenizer, options, prompt_length: in
     print(f"wrote {path}", file=sys.stderr)
 
 
-def sample(argv: list[str] | None = None) -> int:
+def sample(argv: list[str] | None = None) -> None:
     options = parse_into(SampleOptions, argv, "Generate text from a checkpoint of train.py.")
-    prompt = read_prompt(options)
+    if options.prompt_file is not None:
+        prompt = read_text_file("--prompt_file", options.prompt_file)
+    else:
+        prompt = "\n" if options.prompt is None else options.prompt
+    if not prompt:
+        raise ConfigError("the prompt is empty; give at least one character")
     device = resolve_device(options.device)
     model, tokenizer = load_model(options.ckpt, device)
     prompt_ids = tokenizer.encode(prompt)
@@ -114,25 +108,21 @@ def sample(argv: list[str] | None = None) -> int:
             top_k=options.top_k, top_p=options.top_p, generator=generator,
             use_kv_cache=options.kv_cache,
         )  # fmt: skip
-        text, new_ids = [], []
+        new_ids = []
         try:
             with autocast:
                 for token in new_tokens:
-                    char = tokenizer.decode(token.tolist())
                     new_ids.append(int(token))
                     if stream:
-                        print(char, end="", flush=True)
-                    else:
-                        text.append(char)
+                        print(tokenizer.decode(new_ids[-1:]), end="", flush=True)
         except RuntimeError as e:  # torch.multinomial's complaint about NaN or inf probabilities
             if "inf, nan" not in str(e):
                 raise
             raise UserError("the model produced NaN or infinite logits: it cannot sample") from None
         finally:  # on Ctrl-C too: what was generated is written, not lost with the process
-            print("".join(text), flush=True)
+            print("" if stream else tokenizer.decode(new_ids), flush=True)
         if i == 0 and options.attention is not None and options.attention.endswith(".html"):
             write_attention(model, prompt_ids + new_ids, tokenizer, options, len(prompt_ids))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

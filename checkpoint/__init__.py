@@ -3,8 +3,7 @@
 It holds only primitives, tensors and state dicts, so the reader needs no more than
 `torch.load(..., weights_only=True)`; the writer is atomic (`infra.files.write_atomic`). The reader
 upgrades every older layout to the current one (`upgrade`) and checks every field, so nothing above
-it needs a branch for an old or a foreign checkpoint. Rebuilding the model and tokenizer lives here
-too: this package stands on `model/` and `data/`, below `training/` and the scripts."""
+it needs a branch for an old or a foreign checkpoint. It also rebuilds the model and tokenizer."""
 
 from __future__ import annotations
 
@@ -57,8 +56,7 @@ def new_checkpoint(**fields: Any) -> Checkpoint:
 
 
 def upgrade(raw: dict[str, Any]) -> Checkpoint:
-    """A checkpoint of any layout this code accepts, as the current one (CHECKPOINT_VERSION
-    says what changed); version 1 held AdamW's state dict alone, not a list."""
+    """A checkpoint of any layout this code accepts, as the current one (see CHECKPOINT_VERSION)."""
     checkpoint = dict(raw)
     if checkpoint["format_version"] == 1:
         if isinstance(checkpoint["optimizer"], dict):
@@ -90,13 +88,11 @@ def save_checkpoint(checkpoint: dict[str, Any], *paths: Path) -> None:
         write_atomic(path, lambda tmp: tmp.write_bytes(payload.getbuffer()))
 
 
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+def remove_stale_temporaries(run_dir: Path) -> None:
     """Delete the temporary files that a writer killed mid-write (SIGKILL, the OOM killer) left
     in run_dir. Call it only while holding the run's lock: then no live writer owns them."""
-    stale = sorted(run_dir.glob(f".*.pt.*{TEMPORARY_SUFFIX}"))
-    for path in stale:
+    for path in run_dir.glob(f".*.pt.*{TEMPORARY_SUFFIX}"):
         path.unlink(missing_ok=True)
-    return stale
 
 
 def resolve_checkpoint_path(path: str | Path, names: tuple[str, ...] = (BEST, LAST)) -> Path:
@@ -205,11 +201,7 @@ def load_weights(model: GPT, state: dict[str, torch.Tensor]) -> None:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[GPT, CharTokenizer]:
     """The trained model (in eval mode, on device) and its tokenizer, from a checkpoint file or a
-    run directory (its best.pt, else last.pt): the way in from Python.
-
-        model, tokenizer = load_model("out/small")
-        logits, _ = model(torch.tensor([tokenizer.encode("ROMEO:")]))
-    """
+    run directory (its best.pt, else last.pt): the way in from Python (README has an example)."""
     return restore_model(load_checkpoint(path, map_location=device), device)
 
 

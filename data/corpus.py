@@ -111,26 +111,14 @@ class PreparedData:
     data_dir: Path
 
 
-ENCODE_CHUNK = 1 << 22  # characters encoded at a time, so no copy of the whole text is made
-
-
-def encode_corpus(tokenizer: CharTokenizer, text: str) -> np.ndarray:
-    """The whole text as uint16 ids, encoded a few million characters at a time: the peak
-    memory is the text and its ids (2 bytes a character), not a UTF-32 copy of it."""
-    ids = np.empty(len(text), dtype=np.uint16)
-    chunks = range(0, len(text), ENCODE_CHUNK)
-    for start in progress(chunks, len(chunks), "encoding the text", unit="chunk"):
-        chunk = text[start : start + ENCODE_CHUNK]
-        ids[start : start + len(chunk)] = tokenizer.encode_array(chunk)
-    return ids
-
-
+# Characters encoded at a time: the peak memory is the text and its ids (2 bytes a character), not
+# a UTF-32 copy of the whole text.
+ENCODE_CHUNK = 1 << 22
 PREPARED_FILES = ("train.bin", "val.bin", "vocab.json")
 
 
-def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> None:
-    """Tokenize source into data_dir: train.bin and val.bin (uint16), vocab.json, and meta.json,
-    which records each file's size and SHA-256 for every later start to check. meta.json is
+def prepare(source: Path, data_dir: Path, source_sha256: str) -> None:
+    """Tokenize source into data_dir (the files this module's docstring names). meta.json is
     written first as a claim (the folder's files are this project's, whatever stops the work) and
     last in full, so a half-finished preparation is never taken for one; a failed one is removed."""
     try:
@@ -140,7 +128,11 @@ def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> N
     if len(text) < 2:
         raise DataError(f"{source} holds {len(text)} characters; a corpus needs at least 2")
     tokenizer = CharTokenizer.from_text(text)
-    ids = encode_corpus(tokenizer, text)
+    ids = np.empty(len(text), dtype=np.uint16)
+    chunks = range(0, len(text), ENCODE_CHUNK)
+    for start in progress(chunks, len(chunks), "encoding the text", unit="chunk"):
+        chunk = text[start : start + ENCODE_CHUNK]
+        ids[start : start + len(chunk)] = tokenizer.encode_array(chunk)
     del text
     n_train = int(len(ids) * (1 - VAL_FRACTION))
     meta_path = data_dir / "meta.json"
@@ -152,7 +144,7 @@ def prepare(source: Path, data_dir: Path, source_sha256: str | None = None) -> N
         write_atomic(data_dir / "vocab.json", tokenizer.save)
         meta = {
             "format": PREPARED_FORMAT, "written_by": OWNER,
-            "source": str(source), "source_sha256": source_sha256 or sha256_of(source),
+            "source": str(source), "source_sha256": source_sha256,
             "vocab_size": tokenizer.vocab_size, "train_tokens": n_train,
             "val_tokens": len(ids) - n_train,
             "files": {name: sha256_of(data_dir / name) for name in PREPARED_FILES},

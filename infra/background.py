@@ -1,7 +1,5 @@
-"""Work that need not hold up training, done in order by one thread beside it: writing checkpoints
-and drawing TensorBoard's pictures from copies the training thread made (in milliseconds, then back
-to queueing GPU steps) on a CPU core that would otherwise wait. The trainer waits for this work
-before the run ends and before it stops on a signal."""
+"""Work that need not hold up training (writing checkpoints, drawing pictures), done in order by
+one thread on an otherwise idle CPU core (docs/performance.md, "What an evaluation costs")."""
 
 from __future__ import annotations
 

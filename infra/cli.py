@@ -2,9 +2,7 @@
 
 A field's `metadata["help"]` is its help text, `metadata["choices"]` its allowed values. Every
 field becomes `--name VALUE` (or `--name=VALUE`); a boolean also takes `--name`, `--no-name` and
-`--name false`; a tuple takes several values; a `metadata["positional"]` field takes no flag.
-`parse_value` converts values, for YAML files too. A mistake is one ConfigError line that names
-the option, with a did-you-mean for a misspelt one."""
+`--name false`; a tuple takes several values; a `metadata["positional"]` field takes no flag."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Where and how the model runs: device, precision, compiling and distributed setup, decided once,
-here. Under torchrun (which sets RANK, LOCAL_RANK and WORLD_SIZE) a process group is started: NCCL
-with one GPU per local rank on CUDA, gloo on the CPU; without it, one process, rank 0."""
+"""Where and how the model runs: device, precision, compiling and distributed setup (a process
+group under torchrun, NCCL on CUDA and gloo on the CPU; else one process, rank 0), decided once."""
 
 from __future__ import annotations
 
@@ -24,16 +23,11 @@ def is_device_name(name: str) -> bool:
     return name in ("auto", "cpu", "cuda", "mps") or (name[:5] == "cuda:" and name[5:].isdigit())
 
 
-def _mps_available() -> bool:
-    return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-
-
 def resolve_device(name: str) -> torch.device:
     """auto picks CUDA, then MPS, then CPU; an explicit device must exist."""
+    mps = torch.backends.mps.is_available()
     if name == "auto":
-        return torch.device(
-            "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
-        )
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -46,7 +40,7 @@ def resolve_device(name: str) -> torch.device:
                               "use --device auto or --device cpu")  # fmt: skip
         if device.index is not None and device.index >= (count := torch.cuda.device_count()):
             raise DeviceError(f"device {name!r} requested but only {count} GPU(s) exist")
-    if device.type == "mps" and not _mps_available():
+    if device.type == "mps" and not mps:
         raise DeviceError("device 'mps' requested but MPS is not available here; "
                           "use --device auto or cpu")  # fmt: skip
     return device
@@ -65,12 +59,11 @@ def cpu_has_native_bf16() -> bool:
         if forced not in ("0", "1"):
             raise DeviceError(f"{NATIVE_BF16_ENV} must be 0 or 1 (or unset), got {forced!r}")
         return forced == "1"
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """The autocast precision for dtype `name` on device (see `explain_dtype` for auto's rule)."""
+    """The autocast precision for dtype `name` on device."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -93,9 +86,8 @@ def inference_autocast(device: torch.device) -> contextlib.AbstractContextManage
 
 
 def explain_dtype(name: str, device: torch.device, dtype: torch.dtype) -> str:
-    """Why `name` became `dtype` here, for the start-up line. auto is bf16 autocast on CUDA that
-    supports it (fp16 with a gradient scaler on older CUDA), bf16 on a CPU with native bf16,
-    fp32 on other CPUs and on MPS."""
+    """Why `name` became `dtype` here, for the start-up line (auto's rule: `resolve_dtype`, and
+    docs/internals.md, "Precision")."""
     if device.type == "cpu":
         cpu, native = f"this CPU ({torch.backends.cpu.get_cpu_capability()})", cpu_has_native_bf16()
         if name == "auto":
@@ -121,10 +113,8 @@ def decide_compile(setting: bool | None, device: torch.device, work: float) -> t
     if device.type != "cuda":
         return False, f"auto: eager on {device.type}, where compiling rarely repays its start-up"
     verdict = "repays" if work >= COMPILE_REPAID_AFTER else "is too short to repay"
-    return work >= COMPILE_REPAID_AFTER, (
-        f"auto: a run of ~{work:,.0f} steps {verdict} compiling (it pays from ~"
-        f"{COMPILE_REPAID_AFTER:,})"
-    )
+    reason = f"auto: a run of ~{work:,.0f} steps {verdict} compiling"
+    return work >= COMPILE_REPAID_AFTER, f"{reason} (it pays from ~{COMPILE_REPAID_AFTER:,})"
 
 
 def check_fits(needed: int, device: torch.device, what: str, error: type[UserError]) -> None:

@@ -1,8 +1,6 @@
-"""What a user's mistake is, and how every script reports it (every `main` runs through `run_main`).
-
-A `UserError` is a problem the user can fix (a bad option, a missing file, a device this machine
-lacks): one line that says what and what to do, and the exit code. Anything else is a bug and
-keeps its traceback."""
+"""What a user's mistake is, and how every script reports it (every `main` runs through `run_main`):
+a `UserError`, one line that says what and what to do, and its exit code. Anything else is a bug
+and keeps its traceback."""
 
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ from typing import TextIO
 
 
 class UserError(Exception):
-    """A problem with what the user asked for or gave; `exit_code` is the script's exit status."""
+    """A problem the user can fix (a bad option, a missing file, a device this machine lacks)."""
 
     exit_code = 1
     label = "error"

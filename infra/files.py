@@ -40,8 +40,7 @@ def refuse_link(path: Path) -> None:
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp) on a temporary file beside path, flush it to disk, then rename it over path:
-    a reader, or a crash, sees the old file or the new one, never part of one. A link at path is
-    refused (RunDirError); the temporary file is made anew, so no link planted there is followed."""
+    a reader, or a crash, sees the old file or the new one, never part of one; a link is refused."""
     path.parent.mkdir(parents=True, exist_ok=True)
     refuse_link(path)
     # the pid in the name: ranks never share one

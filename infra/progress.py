@@ -1,6 +1,5 @@
 """Progress wherever a user waits: a tqdm bar on a terminal, and elsewhere (a log file, CI, a
-notebook's captured output) a plain line every so often with how far it is and the time left, in
-tqdm's own format."""
+notebook's captured output) a plain line of how far it is and the time left, in tqdm's format."""
 
 from __future__ import annotations
 

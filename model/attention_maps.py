@@ -12,8 +12,7 @@ from model.gpt import GPT, causal_softmax, evaluating
 @torch.no_grad()
 def attention_inputs(model: GPT, idx: Tensor) -> list[tuple[Tensor, Tensor, Tensor]]:
     """For idx (B, T): one (q, k, v) per layer, (B, nh, T, hs) each (rotary positions turned into
-    q and k where the model uses RoPE), from each layer's input caught by a hook on the way
-    through the forward pass. The model runs in eval mode and is put back in the mode it was in."""
+    q and k where the model uses RoPE), from each layer's input caught by a hook in eval mode."""
     inputs: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def catch(attn: torch.nn.Module, args: tuple) -> None:

@@ -1,7 +1,6 @@
 """Autoregressive generation, with or without a KV cache, over a context window that moves in
-jumps (`window_start`) so that a cache can follow it (docs/internals.md, "The KV cache and the
-context window"). Both paths use the same window, so the plain path is the exact reference for
-the cached one: same logits, same characters, at any length."""
+jumps (`window_start`) so that a cache can follow it, and the plain path is the exact reference
+for the cached one (docs/internals.md, "The KV cache and the context window")."""
 
 from __future__ import annotations
 
@@ -55,9 +54,7 @@ def sample_next_token(
 
 
 def one_token_step_for(model: GPT) -> Callable[[torch.Tensor, KVCache], torch.Tensor]:
-    """The fastest one-token step where the model lives, each tested against the plain path: on
-    the CPU a copy of the model packed for matrix-vector products (model/packed.py), on CUDA
-    the step replayed as a CUDA graph (model/graphed.py), elsewhere GPT.forward itself."""
+    """The fastest one-token step where the model lives, each tested against the plain path."""
     device = next(model.parameters()).device
     if device.type == "cpu":
         packed = pack_linears(model)

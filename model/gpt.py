@@ -56,10 +56,9 @@ def causal_attention_sdpa(
 ) -> torch.Tensor:
     """The same as `causal_attention_math`, through torch's fused kernels."""
     Tq, Tk = q.size(-2), k.size(-2)
-    if Tq == Tk:  # training, or the first pass over a prompt
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
-    if Tq == 1:  # one new position attends to every cached one
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    # causal for training or a prompt's first pass (Tq == Tk); one new position sees every key
+    if Tq in (Tk, 1):
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=Tq == Tk)
     # is_causal aligns its mask top-left; cached keys need causal_softmax's, aligned bottom-right
     return causal_attention_math(q, k, v, dropout_p)
 
@@ -166,12 +165,11 @@ class GPT(nn.Module):
         )
         if config.pos_embedding == "learned":
             layers["wpe"] = nn.Embedding(config.block_size, config.n_embd)
-        self.transformer = nn.ModuleDict(layers)
-        if config.pos_embedding == "rope":
-            # derived from the config, so kept out of the state dict (persistent=False)
+        else:  # rope: tables derived from the config, so kept out of the state dict
             cos, sin = rotary_tables(config.n_embd // config.n_head, config.block_size)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
+        self.transformer = nn.ModuleDict(layers)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # Weight tying (Press & Wolf 2017): the head reads logits off the token embedding.
         self.lm_head.weight = self.transformer.wte.weight

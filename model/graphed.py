@@ -1,10 +1,7 @@
-"""The one-token step of cached generation on a GPU, replayed as one CUDA graph: such a step of a
-model this small is about a hundred kernel launches, each a few microseconds of the CPU's time for
-as little of the GPU's work, which a graph replays with one launch, at the same shapes and
-addresses. So `static_one_token_step` differs from GPT.forward's cached step in two ways: the
-position is a tensor (an int would be baked into the recording), and every layer attends over the
-cache's whole capacity, the later keys masked. It is built from the model's own modules; tests
-hold its tokens to the plain path's on the CPU."""
+"""The one-token step of cached generation on a GPU, replayed as one CUDA graph (docs/internals.md):
+such a step of a model this small is about a hundred kernel launches, each a few microseconds of
+the CPU's time for as little of the GPU's work, which a graph replays with one launch, at the same
+shapes and addresses; so the position is a tensor (an int would be baked into the recording)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The one-token step of cached generation on a CPU: the model's own forward pass, on a copy of
-the model whose large Linear layers are packed for matrix-vector products. Such products are bound
-by how fast the weights stream from memory, and a one-row `F.linear` reads its weight as if on one
-core; a PackedLinear gives each thread its own share to stream (docs/performance.md, "Sampling").
-The block's computation stays defined once, in model/gpt.py: tests hold the packed copy's logits
-to the model's to 1e-5 in fp32."""
+"""The one-token step of cached generation on a CPU: the model's own forward pass (the block stays
+defined once), on a copy whose large Linear layers give each thread its own share of the weights
+to stream (docs/performance.md, "Sampling", says why). Tests hold its logits to the model's."""
 
 from __future__ import annotations
 
@@ -23,8 +20,7 @@ MIN_PACKED_ELEMENTS = 2**17  # 512 KB in fp32
 
 class PackedLinear(nn.Module):
     """An nn.Linear whose weight (out, in) is viewed as `pieces` slices along its outputs,
-    (pieces, out / pieces, in), multiplied by the input's columns in one batched product: for
-    products over few rows, split among threads. `pieces` must divide out_features."""
+    (pieces, out / pieces, in), multiplied by the input's columns in one batched product."""
 
     def __init__(self, linear: nn.Linear, pieces: int) -> None:
         super().__init__()

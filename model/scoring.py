@@ -1,7 +1,5 @@
 """The exact loss of a model on a whole text, where training reports a random-window estimate:
-every character but the first (which has no context) scored once. The text is cut into windows
-of block_size characters, `stride` apart; the first scores all its positions, each later one only
-its last `stride`, whose context is then at least block_size - stride + 1 characters
+every character but the first (which has no context) scored once, in windows `stride` apart
 (docs/internals.md, "Scoring every character exactly")."""
 
 from __future__ import annotations

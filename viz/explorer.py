@@ -1,7 +1,6 @@
 """The attention explorer (docs/attention.md): one self-contained HTML fragment (data, script and
-style inline, no network) over a text and what a model's heads attend to in it.
-`attention_over_text` takes the numbers from the model's own computation; the page
-(viz/explorer.html) makes the weights from the scores with the same softmax and shows them."""
+style inline, no network) over a text and what a model's heads attend to in it; the page
+(viz/explorer.html) makes the weights from the scores with the model's softmax and shows them."""
 
 from __future__ import annotations
 
@@ -99,9 +98,8 @@ def explorer_html(attention: dict, chars: Sequence[str], prompt_length: int, tit
 
 @torch.no_grad()
 def attention_over_text(model: GPT, ids: list[int], top: int = 5) -> dict:
-    """Everything the attention explorer shows for a text of any length, from the model's own
-    computation: the context windows of generation (window_start), one forward pass per window,
-    and in each layer the queries, keys and values of `CausalSelfAttention.project`.
+    """Everything the explorer shows for a text of any length, from one forward pass per context
+    window of generation (window_start) and each layer's `CausalSelfAttention.project`.
 
     For each position t (a query), `start[t]` is the first position of its window. In layer l,
     head h, its row of `scores` holds q_t·k_s (before the 1/√d_k) for keys s = start[t] .. t.

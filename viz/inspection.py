@@ -1,7 +1,6 @@
 """What TensorBoard shows of the model at an evaluation, in two halves that cost the training loop
-next to nothing (docs/performance.md, "What an evaluation costs"): `look_inside_the_model`
-computes `Inside` on the training device and copies it off; `log_inside_the_model`, on a
-background thread (infra/background.py), draws and writes it through the trainer's logger."""
+next to nothing (docs/performance.md, "What an evaluation costs"): the numbers, computed on the
+training device, and their drawing and writing, on a background thread (infra/background.py)."""
 
 from __future__ import annotations
 
@@ -32,14 +31,12 @@ class Histogram:
 
 @dataclass(frozen=True)
 class Inside:
-    """What TensorBoard shows of the model at one evaluation, on the CPU: each layer's attention
-    maps over the probe (n_head, T, T), every parameter's and gradient's histogram, and the
-    token embedding (vocab_size, n_embd)."""
+    """What TensorBoard shows of the model at one evaluation, on the CPU."""
 
     step: int
-    attention: list[torch.Tensor]
-    histograms: dict[str, Histogram]
-    embedding: torch.Tensor
+    attention: list[torch.Tensor]  # each layer's maps over the probe, (n_head, T, T)
+    histograms: dict[str, Histogram]  # every parameter's values and gradients
+    embedding: torch.Tensor  # the token embedding (vocab_size, n_embd)
 
 
 @torch.no_grad()
@@ -50,19 +47,15 @@ def histograms(tensors: dict[str, torch.Tensor], bins: int = 64) -> dict[str, Hi
     values = {name: t.detach().float().flatten() for name, t in tensors.items() if t.numel()}
     stats = [torch.stack((v.min(), v.max(), v.sum(), v.square().sum())) for v in values.values()]
     stats = torch.stack(stats).tolist() if stats else []  # (tensors, 4) on the CPU
-    kept, counts = [], []
+    kept, counts = {}, []
     for (name, v), (low, high, total, squares) in zip(values.items(), stats, strict=True):
         if all(map(math.isfinite, (low, high, total, squares))):  # else left out
             top = high if high > low else low + 1.0  # a constant tensor: one bucket holds it all
-            kept.append((name, low, high, total, squares, v.numel(), top))
+            limits = [low + (top - low) / bins * (i + 1) for i in range(bins)]  # right edges
+            kept[name] = (low, high, v.numel(), total, squares, limits)
             counts.append(torch.histc(v, bins, low, top))
-    all_counts = torch.stack(counts).tolist() if counts else []
-    result = {}
-    for (name, low, high, total, squares, n, top), row in zip(kept, all_counts, strict=True):
-        width = (top - low) / bins
-        limits = [low + width * (i + 1) for i in range(bins)]  # each bucket's right edge
-        result[name] = Histogram(low, high, n, total, squares, limits, row)
-    return result
+    rows = torch.stack(counts).tolist() if counts else []  # (tensors, bins) on the CPU
+    return {name: Histogram(*kept[name], row) for name, row in zip(kept, rows, strict=True)}
 
 
 @torch.no_grad()

@@ -9,12 +9,6 @@ from pathlib import Path
 from typing import Any
 
 
-def in_jupyter() -> bool:
-    """Whether this runs in a Jupyter (or Colab) kernel, which can show a figure in place."""
-    ipython = sys.modules.get("IPython")  # a kernel has imported it already
-    return ipython is not None and hasattr(ipython.get_ipython(), "kernel")
-
-
 class LivePlot:
     """One figure, redrawn as runs train: each run's training-batch loss every `every` steps
     (faint), the train (dashed) and val (solid) losses of every evaluation, and the learning rate
@@ -25,7 +19,9 @@ class LivePlot:
 
     def __init__(self, every: int = 25, path: str | Path | None = None, budget: float = 0.04):
         self.every, self.path, self.budget = every, path, budget
-        self.jupyter = in_jupyter()
+        # in a Jupyter (or Colab) kernel, which can show a figure in place and has imported IPython
+        ipython = sys.modules.get("IPython")
+        self.jupyter = ipython is not None and hasattr(ipython.get_ipython(), "kernel")
         self.runs: dict[str, dict[str, Any]] = {}
         self.began: float | None = None
         self.spent = 0.0  # seconds spent drawing
