@@ -32,6 +32,7 @@ from infra.device import launched_by_torchrun, resolve_device
 from infra.errors import ConfigError, DeviceError, run_main
 from infra.files import write_atomic
 from infra.progress import progress
+from model.gpt import attention_kernel
 from model.scoring import exact_loss
 from training.command_line import TrainArgs, load_config, parse_command_line
 from training.console import Console
@@ -415,7 +416,13 @@ def describe(trainers: list[Trainer], stacked: bool) -> None:
         f"{count(rt.world_size, 'process')}, "
         f"{'compiled' if trainer.compiled else 'eager'} ({trainer.compile_reason})"
     )
-    say(f"model: {trainer.model.num_params() / 1e6:.2f}M parameters")
+    kernel, why = attention_kernel(cfg.attn_impl, rt.device, cfg.block_size, rt.dtype), "as set"
+    if cfg.attn_impl == "auto":
+        why = "auto: the one measured faster on " + (
+            f"this device in {str(rt.dtype).removeprefix('torch.')}"
+            if rt.device.type == "cpu" else "a GPU, torch's fused kernels"
+        )  # fmt: skip
+    say(f"model: {trainer.model.num_params() / 1e6:.2f}M parameters; attention {kernel} ({why})")
     say(f"optimizer: {describe_optimizers(trainer.optimizers)}")
     say(
         f"tokens per iteration: {count(trainer.accum_steps, 'micro-step')} x "

@@ -26,7 +26,7 @@ from infra.device import Runtime, resolve_device
 from infra.errors import run_main
 from model import GPT, GPTConfig, KVCache, generate
 from model.graphed import GraphedStep
-from model.packed import one_token_step, pack_linears
+from model.packed import fastest_step_model, one_token_step, pack_linears
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{batch:>5} | {cached:>18,.0f} | {plain:>18,.0f} | {cached / plain:6.1f}x")
         rows.append({"batch": batch, "cached_chars_per_sec": cached, "plain_chars_per_sec": plain})
     ways = {"GPT.forward(token, kv_cache)": lambda t, cache: model(t[:, None], kv_cache=cache)}
-    if device.type == "cpu":
-        packed = pack_linears(model)  # as generation builds it on the CPU
+    if device.type == "cpu":  # the two one_token_step's, of which generation takes the faster
+        packed = pack_linears(model)
         pieces = torch.get_num_threads()  # pack_linears' default: one piece per thread
+        ways["the model, oneDNN off in fp32"] = lambda t, cache: one_token_step(model, t, cache)
         name = f"packed: {packed.packed} of {4 * c.n_layer} weights in {pieces} pieces"
         ways[name] = lambda t, cache: one_token_step(packed, t, cache)
     if device.type == "cuda":
@@ -122,8 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, step in ways.items():
         steps[name] = step_ms(model, step, args.repeats, filled)
         print(f"  {name:<40} {steps[name]:6.2f} ms")
+    chosen = None
+    if device.type == "cpu":
+        chosen = "packed" if fastest_step_model(model) is not model else "the model"
+        print(f"generation's own measurement chose: {chosen}")
     figures = {
         "model": "trained" if args.ckpt else "shakespeare_char-size",
+        "chosen_step": chosen,
         "new": args.new,
         "rows": rows,
         "step_ms": steps,

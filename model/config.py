@@ -21,10 +21,10 @@ class GPTConfig:
     dropout: float = option(0.0, "dropout probability", resumable=True)
     bias: bool = option(True, "biases in Linear and LayerNorm layers")
     attn_impl: str = option(
-        "sdpa",
-        "sdpa (torch's fused kernels, flash attention where available) or math (the formula "
-        "written out, for reading and tests)",
-        choices=("sdpa", "math"),
+        "auto",
+        "auto (math on the CPU, sdpa elsewhere: measured, docs/performance.md), sdpa (torch's "
+        "fused kernels, flash attention where available) or math (the formula written out)",
+        choices=("auto", "sdpa", "math"),
         resumable=True,
     )
     pos_embedding: str = option(

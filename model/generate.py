@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from model.gpt import GPT
 from model.graphed import GraphedStep
 from model.kv_cache import KVCache
-from model.packed import one_token_step, pack_linears
+from model.packed import fastest_step_model, one_token_step
 
 
 def window_start(length: int, previous_start: int | None, block_size: int) -> int:
@@ -57,8 +57,8 @@ def one_token_step_for(model: GPT) -> Callable[[torch.Tensor, KVCache], torch.Te
     """The fastest one-token step where the model lives, each tested against the plain path."""
     device = next(model.parameters()).device
     if device.type == "cpu":
-        packed = pack_linears(model)
-        return lambda tokens, cache: one_token_step(packed, tokens, cache)
+        fastest = fastest_step_model(model)
+        return lambda tokens, cache: one_token_step(fastest, tokens, cache)
     if device.type == "cuda":
         return GraphedStep(model)
     return lambda tokens, cache: model(tokens[:, None], kv_cache=cache)[0][:, -1]

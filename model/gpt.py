@@ -63,6 +63,21 @@ def causal_attention_sdpa(
     return causal_attention_math(q, k, v, dropout_p)
 
 
+def attention_kernel(
+    attn_impl: str, device: torch.device, queries: int, dtype: torch.dtype = torch.float32
+) -> str:
+    """The kernel attn_impl runs for `queries` queries at once, in dtype, on device. auto, as
+    measured (docs/performance.md, "Which attention kernel"): on the CPU in bf16 or fp16, the
+    formula written out for many queries (training, a prompt); everywhere else SDPA."""
+    if attn_impl != "auto":
+        return attn_impl
+    cpu_low_precision = device.type == "cpu" and dtype != torch.float32
+    return "math" if cpu_low_precision and queries > 1 else "sdpa"
+
+
+ATTENTION = {"math": causal_attention_math, "sdpa": causal_attention_sdpa}
+
+
 def rotary_tables(
     head_size: int, n_positions: int, base: float = 10000.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +101,7 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
-        self.attend = causal_attention_sdpa if config.attn_impl == "sdpa" else causal_attention_math
+        self.attn_impl = config.attn_impl
         # queries, keys and values for all heads in one matrix product
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
@@ -117,7 +132,8 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)  # (B, nh, T_past + T, hs)
         dropout_p = self.dropout if self.training else 0.0
-        y = self.attend(q, k, v, dropout_p)  # (B, nh, T, hs)
+        attend = ATTENTION[attention_kernel(self.attn_impl, q.device, q.size(-2), q.dtype)]
+        y = attend(q, k, v, dropout_p)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side
         return F.dropout(self.c_proj(y), self.dropout, self.training)
 

@@ -1,11 +1,14 @@
 """The one-token step of cached generation on a CPU: the model's own forward pass (the block stays
-defined once), on a copy whose large Linear layers give each thread its own share of the weights
-to stream (docs/performance.md, "Sampling", says why). Tests hold its logits to the model's."""
+defined once), on the model itself or on a copy whose large Linear layers give each thread its own
+share of the weights to stream, whichever steps faster on this CPU (docs/performance.md,
+"Sampling", says why it depends). Tests hold the packed copy's logits to the model's."""
 
 from __future__ import annotations
 
 import copy
 import math
+import time
+import weakref
 
 import torch
 from torch import nn
@@ -58,9 +61,10 @@ def pack_linears(
     return packed_model
 
 
-def one_token_step(packed_model: GPT, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+def one_token_step(model: GPT, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """tokens (B,): each sequence's newest token, at position cache.length of its window. Returns
-    the logits (B, vocab_size) for the token after it and appends its keys and values to cache."""
+    the logits (B, vocab_size) for the token after it and appends its keys and values to cache.
+    model: the model or its packed copy."""
     # oneDNN off in fp32: it sets up each call in about 15 us, more than these one-row products
     # take without it; under bf16 autocast it stays on, for the CPU's native bf16 kernels. Only
     # the enabled flag changes: the others (None) are left as they are.
@@ -68,5 +72,35 @@ def one_token_step(packed_model: GPT, tokens: torch.Tensor, cache: KVCache) -> t
     with torch.backends.mkldnn.flags(
         onednn, deterministic=None, allow_tf32=None, fp32_precision=None
     ):
-        logits, _ = packed_model(tokens[:, None], kv_cache=cache)  # (B, 1, vocab_size)
+        logits, _ = model(tokens[:, None], kv_cache=cache)  # (B, 1, vocab_size)
     return logits[:, -1]
+
+
+# model -> whether its packed copy stepped faster, measured once per model
+PACKED_IS_FASTER: weakref.WeakKeyDictionary[GPT, bool] = weakref.WeakKeyDictionary()
+
+
+@torch.inference_mode()
+def fastest_step_model(model: GPT, rounds: int = 3, steps: int = 2) -> GPT:
+    """The model, or its packed copy where that takes the one-token step faster on this CPU:
+    timed once per model (tens of milliseconds), alternating, the best of `rounds` rounds of
+    `steps` steps each. A packed copy streams faster where a one-row product runs on one core,
+    and slower where it does not (measured both ways)."""
+    packed = pack_linears(model)
+    if packed.packed == 0:  # nothing large enough to pack
+        return model
+    if model not in PACKED_IS_FASTER:
+        device = next(model.parameters()).device
+        cache = KVCache(model.config.n_layer, model.config.block_size)
+        token = torch.zeros(1, dtype=torch.long, device=device)
+        best = {False: math.inf, True: math.inf}
+        for r in range(rounds + 1):  # the first is a warm-up
+            for is_packed, candidate in ((False, model), (True, packed)):
+                cache.reset()
+                start = time.perf_counter()
+                for _ in range(min(steps, model.config.block_size)):
+                    one_token_step(candidate, token, cache)
+                if r > 0:
+                    best[is_packed] = min(best[is_packed], time.perf_counter() - start)
+        PACKED_IS_FASTER[model] = best[True] < best[False]
+    return packed if PACKED_IS_FASTER[model] else model

@@ -127,7 +127,7 @@ def test_lr_decay_iters_null_means_max_iters(tmp_path):
         ("", ["--device", "tpu"], "device: must be auto, cpu, cuda"),
         ("", ["--max_iters"], "argument --max_iters: expected one argument"),
         ("", ["--config"], "argument --config: expected one argument"),
-        ("", ["--attn_impl", "flash"], "attn_impl: must be one of sdpa, math"),
+        ("", ["--attn_impl", "flash"], "attn_impl: must be one of auto, sdpa, math"),
         ("", ["--lr", "1"], "unknown option --lr"),  # no abbreviations
         ("", ["stray"], "unexpected argument 'stray'"),
         ("", ["--dataset", "text"], "data_path: dataset 'text' needs a data_path"),

@@ -39,6 +39,23 @@ def test_the_start_up_line_says_which_precision_and_why(monkeypatch, tiny_argv, 
     assert "autocast float32 (auto: this CPU (" in capsys.readouterr().out
 
 
+def test_the_start_up_line_says_which_attention_kernel_ran_and_why(tiny_argv, capsys):
+    import train
+
+    argv = ("--max_iters", "10", "--attn_impl", "auto", "--dtype", "float32")
+    assert train.main(tiny_argv(*argv)) == 0
+    assert "attention sdpa (auto: the one measured faster on this device in float32)" in (
+        capsys.readouterr().out
+    )
+    argv = ("--max_iters", "10", "--dtype", "bfloat16", "--overwrite")
+    assert train.main(tiny_argv(*argv)) == 0
+    assert "attention math (auto: the one measured faster on this device in bfloat16)" in (
+        capsys.readouterr().out
+    )
+    assert train.main(tiny_argv("--max_iters", "10", "--attn_impl", "sdpa", "--overwrite")) == 0
+    assert "attention sdpa (as set)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.name)
 def test_no_shipped_config_forces_a_precision_that_is_emulated_on_common_cpus(path):
     assert load_config(path).config.dtype in ("auto", "float32")

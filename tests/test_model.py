@@ -11,7 +11,7 @@ from helpers import tiny_gpt_config
 
 from infra.errors import ConfigError
 from model import GPT, GPTConfig
-from model.gpt import CausalSelfAttention
+from model.gpt import CausalSelfAttention, attention_kernel
 
 
 def reference_attention(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
@@ -33,7 +33,7 @@ def reference_attention(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Ten
     return y @ attn.c_proj.weight.T + attn.c_proj.bias
 
 
-@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+@pytest.mark.parametrize("attn_impl", ["auto", "sdpa", "math"])
 def test_attention_equals_explicit_causal_softmax_formula(attn_impl):
     attn = CausalSelfAttention(tiny_gpt_config(attn_impl=attn_impl)).eval()
     for p in attn.parameters():  # non-zero biases, so a wrong bias path would show
@@ -43,7 +43,7 @@ def test_attention_equals_explicit_causal_softmax_formula(attn_impl):
 
 
 @pytest.mark.parametrize("pos_embedding", ["learned", "rope"])
-@pytest.mark.parametrize("attn_impl", ["sdpa", "math"])
+@pytest.mark.parametrize("attn_impl", ["auto", "sdpa", "math"])
 def test_future_tokens_do_not_change_past_logits(pos_embedding, attn_impl):
     model = GPT(tiny_gpt_config(pos_embedding=pos_embedding, attn_impl=attn_impl)).eval()
     idx = torch.randint(0, 65, (2, 16))
@@ -54,6 +54,35 @@ def test_future_tokens_do_not_change_past_logits(pos_embedding, attn_impl):
     logits_changed, _ = model(changed)
     torch.testing.assert_close(logits[:, : t + 1], logits_changed[:, : t + 1], atol=0, rtol=0)
     assert not torch.allclose(logits[:, t + 1 :], logits_changed[:, t + 1 :])
+
+
+def test_auto_attention_is_the_formula_for_many_low_precision_queries_on_a_cpu_else_sdpa():
+    cpu, cuda, bf16 = torch.device("cpu"), torch.device("cuda"), torch.bfloat16  # no GPU needed
+    assert attention_kernel("auto", cpu, 128, bf16) == "math"  # training, a prompt
+    assert attention_kernel("auto", cpu, 128, torch.float16) == "math"
+    assert attention_kernel("auto", cpu, 1, bf16) == "sdpa"  # a cached step
+    assert attention_kernel("auto", cpu, 128, torch.float32) == "sdpa"
+    assert attention_kernel("auto", cuda, 128, bf16) == "sdpa"
+    assert attention_kernel("sdpa", cpu, 128, bf16) == "sdpa"  # set, it is forced
+    assert attention_kernel("math", cuda, 1) == "math"
+
+
+def test_the_kernels_give_the_same_training_loss_and_gradients_within_fp32_precision():
+    torch.manual_seed(0)
+    models = {impl: GPT(tiny_gpt_config(attn_impl=impl, pos_embedding="rope")) for impl in
+              ("auto", "sdpa", "math")}  # fmt: skip
+    for model in models.values():
+        model.load_state_dict(models["math"].state_dict())
+    x, y = torch.randint(0, 65, (4, 16)), torch.randint(0, 65, (4, 16))
+    results = {}
+    for impl, model in models.items():
+        _, loss = model(x, y)
+        loss.backward()
+        results[impl] = (loss, [p.grad for p in model.parameters()])
+    for impl in ("auto", "sdpa"):
+        torch.testing.assert_close(results[impl][0], results["math"][0], atol=1e-6, rtol=1e-6)
+        for got, want in zip(results[impl][1], results["math"][1], strict=True):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("pos_embedding", ["learned", "rope"])

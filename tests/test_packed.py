@@ -3,6 +3,8 @@ sequence, and the packed matrix product against F.linear."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from helpers import tiny_gpt_config
@@ -10,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from model import GPT, GPTConfig, KVCache
-from model.packed import PackedLinear, one_token_step, pack_linears
+from model.packed import PackedLinear, fastest_step_model, one_token_step, pack_linears
 
 BLOCK = 16
 
@@ -150,3 +152,27 @@ def test_packed_step_under_bf16_autocast_stays_close_to_the_model():
         logits = one_token_step(pack_linears(model, pieces=2, min_packed=0), tokens[:, 7], cache)
         expected = model(tokens)[0][:, -1]
     torch.testing.assert_close(logits.float(), expected.float(), atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("slowed, chosen", [(PackedLinear, "model"), (nn.Linear, "packed")])
+def test_generation_steps_with_whichever_copy_it_measured_faster_once_per_model(
+    slowed, chosen, monkeypatch
+):
+    """A CPU where one kind of product is slow (a sleep stands in for it): the one-token step is
+    the other copy's, measured at the first generation and kept for the model."""
+    model = GPT(GPTConfig(vocab_size=65, block_size=16, n_layer=1, n_head=2, n_embd=256)).eval()
+    assert pack_linears(model, pieces=2).packed == 3  # c_attn, c_fc, mlp's c_proj: large enough
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # two pieces on any machine
+    forward, calls = slowed.forward, []
+
+    def slow_forward(self, x):
+        calls.append(slowed)
+        time.sleep(0.005)
+        return forward(self, x)
+
+    monkeypatch.setattr(slowed, "forward", slow_forward)
+    step = fastest_step_model(model)
+    assert ("model" if step is model else "packed") == chosen
+    timed = len(calls)
+    fastest_step_model(model)  # a second generation measures nothing again
+    assert len(calls) == timed

@@ -16,6 +16,8 @@ the sums in a batched matrix product.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -31,6 +33,13 @@ class Stack:
             for i, trainer in enumerate(trainers):
                 trainer.model.get_parameter(name).data = stacked.data[i]
         model = trainers[0].model  # the one definition; functional_call swaps in the weights
+        if self.runtime.device.type == "cpu" and model.config.attn_impl == "auto":
+            # vmap batches the formula, where it runs CPU SDPA variant by variant: a copy of the
+            # modules (sharing every tensor) whose attention is the formula
+            shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+            model = copy.deepcopy(model, memo=shared)
+            for block in model.transformer.h:
+                block.attn.attn_impl = "math"
 
         def loss(params, buffers, x, y):
             return functional_call(model, (params, buffers), (x, y))[1]

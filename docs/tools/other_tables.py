@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import statistics
 
-from records import CPU_KINDS, Record, link, median, newest, table
+from records import Record, link, median, newest, table
+
+
+def cpu_label(record: Record) -> str:
+    """'AVX512 CPU, native bf16': the vector instructions the sampling step's speed turns on."""
+    machine = record["machine"]
+    return f"{machine['capability']} CPU" + (", native bf16" if machine["native_bf16"] else "")
 
 
 def render_sampling(records: list[Record], prefix: str) -> str:
+    """The newest record of each kind of CPU (capability and native bf16)."""
+    found = {}
+    for record in records:
+        if record["benchmark"] == "sample_cli_speed" and record.get("batch") == 1:
+            label = cpu_label(record)
+            if label not in found or record["date"] > found[label]["date"]:
+                found[label] = record
     rows = []
-    for kind in CPU_KINDS:
-        run = newest(records, benchmark="sample_cli_speed", batch=1, machine_kind=kind)
-        if run is None:
-            rows.append([kind, "not measured", "", "", "", ""])
-            continue
+    for label, run in sorted(found.items()):
         if "summary" in run:
             s = run["summary"]
             cached, plain, pairs = s["cached_chars_per_sec"], s["plain_chars_per_sec"], s["pairs"]
@@ -28,7 +37,7 @@ def render_sampling(records: list[Record], prefix: str) -> str:
             speedup = f"{mid:.1f}x ({low:.1f}x to {high:.1f}x)"
             pairs = len(run["pairs"])
         rows.append(
-            [kind, f"{cached:,.0f}", f"{plain:,.0f}", speedup, str(pairs), link(run, prefix)]
+            [label, f"{cached:,.0f}", f"{plain:,.0f}", speedup, str(pairs), link(run, prefix)]
         )
     header = [
         "machine",
