@@ -88,3 +88,21 @@ def render_sweep_speed(records: list[Record], prefix: str) -> str:
                   "stacked / one after another", "stacked peak GiB"]  # fmt: skip
         out.append(table(header, rows) + "\n")
     return "".join(out).rstrip("\n") + "\n"
+
+
+def render_attention_kernel(records: list[Record], prefix: str) -> str:
+    """The newest attention_kernel record of each CPU kind, config and precision."""
+    found = {}
+    for record in records:
+        if record["benchmark"] == "attention_kernel":
+            key = (cpu_label(record), record["config"], record["dtype"])
+            if key not in found or record["date"] > found[key]["date"]:
+                found[key] = record
+    rows = [
+        [label, f"`{config}.yaml`", dtype, f"{median(r['ms']['math']):.0f}",
+         f"{median(r['ms']['sdpa']):.0f}", f"{r['sdpa_over_math']:.2f}x", link(r, prefix)]
+        for (label, config, dtype), r in sorted(found.items())
+    ]  # fmt: skip
+    header = ["machine", "config", "precision", "math (ms a step)", "sdpa (ms a step)",
+              "sdpa / math, median of pairs", "record"]  # fmt: skip
+    return table(header, rows) if rows else "Not measured yet.\n"

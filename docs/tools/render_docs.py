@@ -17,7 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from other_tables import render_explorer, render_sampling, render_sweep_speed
+from other_tables import (
+    render_attention_kernel,
+    render_explorer,
+    render_sampling,
+    render_sweep_speed,
+)
 from training_tables import (
     render_ablation,
     render_configs,
@@ -45,6 +50,7 @@ RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
     "small": render_small,
     "ablation": render_ablation,
     "sampling": render_sampling,
+    "attention-kernel": render_attention_kernel,
     "sweep-speed": render_sweep_speed,
 }
 
