@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,9 +31,24 @@ def inspected_run(tmp_path_factory, shakespeare_path):
         "--config", "tiny", "--device", "cpu", "--data_path", str(shakespeare_path),
         "--data_dir", str(root / "data"), "--out_dir", str(root / "run"),
         "--max_iters", "40", "--probe_text", "ROMEO:\nO, she doth teach",
+        "--extras_budget", "1",  # the views at every evaluation, whatever they cost
     ]  # fmt: skip
     assert train.main(argv) == 0
     return root / "run"
+
+
+def test_past_their_budget_the_sample_and_views_skip_evaluations_and_say_so(tiny_argv, capsys):
+    """The first evaluation with extras has them (nothing spent yet); after it, their time is
+    above a budget of 1e-9 of the run's, so every later one estimates the losses alone."""
+    argv = tiny_argv("--max_iters", "40", "--eval_interval", "10", "--inspect", "--tensorboard",
+                     "--sample_chars", "20", "--extras_budget", "1e-9")  # fmt: skip
+    assert train.main(argv) == 0
+    assert "the sample and the views skip evaluations: extras_budget" in capsys.readouterr().out
+    out_dir = Path(argv[argv.index("--out_dir") + 1])
+    main = tensorboard_runs(out_dir).GetAccumulator(".")
+    assert [image.step for image in main.Tensors("self_attention/layer_0")] == [10]
+    assert [text.step for text in main.Tensors("sample/text_summary")] == [10]
+    assert list(scalar_points(out_dir, "loss/val")) == [0, 10, 20, 30, 40]  # losses at every one
 
 
 @pytest.mark.e2e

@@ -107,6 +107,13 @@ class TrainConfig(GPTConfig):
         "at each evaluation, draw attention maps (IMAGES), weight and gradient histograms "
         "(HISTOGRAMS) and save the embedding (PROJECTOR) for TensorBoard",
     )
+    extras_budget: float = option(
+        0.05,
+        "the largest share of the run's time so far that the sample and the inspect views may "
+        "take, in [0, 1]: an evaluation past it estimates the losses alone (1: every evaluation "
+        "has them)",
+        resumable=True,
+    )
     probe_text: str = option(
         "", "text whose attention maps TensorBoard shows (default: a line of the validation split)"
     )
@@ -134,7 +141,7 @@ class TrainConfig(GPTConfig):
             check(getattr(self, key) >= 0, key, "must not be negative")
         for key in ("learning_rate", "muon_lr_ratio"):
             check(getattr(self, key) > 0, key, "must be positive")
-        for key in ("min_lr_ratio", "cooldown_frac"):
+        for key in ("min_lr_ratio", "cooldown_frac", "extras_budget"):
             check(0.0 <= getattr(self, key) <= 1.0, key, "must be in [0, 1]")
         for key in ("beta1", "beta2", "muon_momentum"):
             check(0.0 <= getattr(self, key) < 1.0, key, "must be in [0, 1)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.distributed as dist
@@ -17,7 +18,7 @@ from training.rng import derived_seed
 from training.stopping import NonFiniteLoss
 from training.trainer import Trainer
 from viz.figures import AttentionPictures
-from viz.inspection import log_inside_the_model, look_inside_the_model
+from viz.inspection import Inside, log_inside_the_model, look_inside_the_model
 
 PROBE_CHARS = 40  # the default probe's length: a label per character must stay readable
 
@@ -40,21 +41,41 @@ def evaluate(
         logger.scalar("val_loss", losses["val"], step)
         best = trainer.record_evaluation(losses, extras)
         if extras and step > 0:
-            if cfg.sample_chars and rt.is_main:  # from a newline, with a fixed seed
+            # the sample and the views are skipped while they have taken more than extras_budget
+            # of the run's time (both threads' time: on two cores the background's is training's)
+            now, spent = time.perf_counter(), trainer.extras_seconds
+            budget = cfg.extras_budget * (now - trainer.clock.started)
+            affordable = cfg.extras_budget >= 1 or spent <= budget
+            if not affordable and not trainer.said_extras_wait:
+                trainer.said_extras_wait = True
+                share = f"{cfg.extras_budget:.0%}"
+                trainer.console.print(f"(past {share} of the run's time, the sample and the views "
+                                      "skip evaluations: extras_budget)")  # fmt: skip
+            if affordable and cfg.sample_chars and rt.is_main:  # from a newline, a fixed seed
                 start = tokenizer.encode("\n") if "\n" in tokenizer.stoi else [0]
                 generator = torch.Generator(rt.device).manual_seed(derived_seed(cfg.seed, "sample"))
                 with evaluating(trainer.model), rt.autocast():
                     idx = torch.tensor([start], device=rt.device)
                     out = generate(trainer.model, idx, cfg.sample_chars, generator=generator)
                 logger.text("sample", tokenizer.decode(out[0, len(start) :].tolist()), step)
+            trainer.extras_seconds += time.perf_counter() - now
             # the previous evaluation's writes end before this one's start: at most one in memory
             trainer.background.wait()
-            if cfg.inspect and logger.active:
+            if affordable and cfg.inspect and logger.active:
+                now = time.perf_counter()
                 inside = look_inside_the_model(trainer.model, pictures.ids, step)
-                trainer.background.submit(lambda: log_inside_the_model(logger, inside, pictures))
+                trainer.background.submit(lambda: draw(trainer, logger, inside, pictures))
+                trainer.extras_seconds += time.perf_counter() - now
             trainer.save(best=best)  # written in the background
         logger.flush()
     return losses
+
+
+def draw(trainer: Trainer, logger: Logger, inside: Inside, pictures: AttentionPictures) -> None:
+    """log_inside_the_model, on the background thread, its time added to the extras'."""
+    began = time.perf_counter()
+    log_inside_the_model(logger, inside, pictures)
+    trainer.extras_seconds += time.perf_counter() - began
 
 
 @torch.no_grad()

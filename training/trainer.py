@@ -92,6 +92,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=runtime.dtype == torch.float16)
         self.iter_num = 0
         self.best_val_loss = math.inf
+        self.extras_seconds = 0.0  # the sample's and the views' time, both threads (evaluation.py)
+        self.said_extras_wait = False
         self.eval_losses: dict[str, float] = {}  # the latest evaluation, with its iteration
         # checkpoints written and pictures drawn beside the training loop (infra/background.py)
         self.background = Background()
