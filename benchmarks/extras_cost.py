@@ -1,6 +1,6 @@
 """What an evaluation's extras (the sample, the views for TensorBoard) cost a whole run.
 
-    python benchmarks/extras_cost.py --pairs 3 -- --config small --max_iters 100 --eval_interval 20
+    python benchmarks/extras_cost.py --pairs 3 -- --config small --max_iters 300 --eval_interval 20
 
 Runs `python train.py ARGS` twice per pair, alternating: as given (the extras as the config has
 them), and with `--sample_chars 0 --inspect false` (the evaluations estimate the losses alone,
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"pair {pair + 1}: {with_extras[-1]:.1f} s with the extras, "
               f"{without[-1]:.1f} s without: {with_extras[-1] / without[-1]:.3f}x")  # fmt: skip
     ratios = [a / b for a, b in zip(with_extras, without, strict=True)]
+    low, high = min(ratios) - 1, max(ratios) - 1
     print(f"the extras' share of the run: {statistics.median(ratios) - 1:+.1%} "
-          f"(median of {args.pairs} pairs; {min(ratios) - 1:+.1%} to {max(ratios) - 1:+.1%})")  # fmt: skip
+          f"(median of {args.pairs} pairs; {low:+.1%} to {high:+.1%})")  # fmt: skip
     figures = {"train_args": train_args, "with_extras_s": with_extras, "without_s": without,
                "share": statistics.median(ratios) - 1}  # fmt: skip
     write_record("extras_cost", "-".join(a.lstrip("-") for a in train_args[:2]), figures)
