@@ -106,3 +106,23 @@ def render_attention_kernel(records: list[Record], prefix: str) -> str:
     header = ["machine", "config", "precision", "math (ms a step)", "sdpa (ms a step)",
               "sdpa / math, median of pairs", "record"]  # fmt: skip
     return table(header, rows) if rows else "Not measured yet.\n"
+
+
+def render_extras_cost(records: list[Record], prefix: str) -> str:
+    """The newest extras_cost record of each CPU kind and command."""
+    found = {}
+    for record in records:
+        if record["benchmark"] == "extras_cost":
+            key = (cpu_label(record), " ".join(record["train_args"]))
+            if key not in found or record["date"] > found[key]["date"]:
+                found[key] = record
+    rows = []
+    for (label, args), r in sorted(found.items()):
+        ratios = [a / b - 1 for a, b in zip(r["with_extras_s"], r["without_s"], strict=True)]
+        rows.append([label, f"`{args}`", f"{median(r['with_extras_s']):.1f}",
+                     f"{median(r['without_s']):.1f}",
+                     f"{r['share']:+.1%} ({min(ratios):+.1%} to {max(ratios):+.1%})",
+                     str(len(ratios)), link(r, prefix)])  # fmt: skip
+    header = ["machine", "train.py", "with the extras (s)", "without (s)",
+              "extras' share, median of pairs", "pairs", "record"]  # fmt: skip
+    return table(header, rows) if rows else "Not measured yet.\n"

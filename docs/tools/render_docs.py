@@ -20,6 +20,7 @@ from pathlib import Path
 from other_tables import (
     render_attention_kernel,
     render_explorer,
+    render_extras_cost,
     render_sampling,
     render_sweep_speed,
 )
@@ -51,6 +52,7 @@ RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
     "ablation": render_ablation,
     "sampling": render_sampling,
     "attention-kernel": render_attention_kernel,
+    "extras-cost": render_extras_cost,
     "sweep-speed": render_sweep_speed,
 }
 
