@@ -120,6 +120,8 @@ def sweep(
         if i % world == rank
     }
     groups = stack_groups(mine) if stack else [[i] for i in mine]
+    if not stack:
+        print(f"sweep: {len(mine)} variants into {sweep_dir}, one after another")
     if stack and len(groups) > 1:
         print(f"sweep: {len(mine)} variants in {len(groups)} stacks, one after another "
               "(variants of a stack share everything but the optimizer's numbers and the seed, "
@@ -136,6 +138,8 @@ def sweep(
         done.table = write_results(sweep_dir, rows)
         print(done.table, end="")
         if any(run.signal for run in runs):  # stopped by the user: the rest waits for --resume
+            print(f"the sweep stopped; every variant continues with: python train.py --resume "
+                  f"{sweep_dir}", file=sys.stderr)  # fmt: skip
             break
     return done
 
@@ -375,6 +379,7 @@ class Lane:
             f"done: {trainer.iter_num} iterations, best val loss {trainer.best_val_loss:.4f}"
             f"{peak}; checkpoints in {config.out_dir}"
         )
+        trainer.console.print(f"sample from it: python sample.py --ckpt {config.out_dir}")
 
 
 def log(trainer: Trainer, logger: Logger, report: StepReport) -> None:
@@ -418,10 +423,10 @@ def describe(trainers: list[Trainer], stacked: bool) -> None:
     )
     kernel, why = attention_kernel(cfg.attn_impl, rt.device, cfg.block_size, rt.dtype), "as set"
     if cfg.attn_impl == "auto":
-        why = "auto: the one measured faster on " + (
-            f"this device in {str(rt.dtype).removeprefix('torch.')}"
-            if rt.device.type == "cpu" else "a GPU, torch's fused kernels"
-        )  # fmt: skip
+        why = "auto: " + (
+            f"the faster in {str(rt.dtype).removeprefix('torch.')} on the CPUs measured"
+            if rt.device.type == "cpu" else "torch's fused kernels on a GPU"
+        ) + ", docs/performance.md"  # fmt: skip
     say(f"model: {trainer.model.num_params() / 1e6:.2f}M parameters; attention {kernel} ({why})")
     say(f"optimizer: {describe_optimizers(trainer.optimizers)}")
     say(

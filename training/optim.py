@@ -101,7 +101,7 @@ def describe_optimizers(optimizers: list[torch.optim.Optimizer]) -> str:
     for optimizer in optimizers:
         n = sum(len(group["params"]) for group in optimizer.param_groups)
         if isinstance(optimizer, MuonFP32):
-            parts.append(f"Muon in fp32, no native bf16 here ({n} matrices)")
+            parts.append(f"Muon ({n} matrices; in fp32: this CPU has no native bf16)")
         elif isinstance(optimizer, torch.optim.Muon):
             parts.append(f"Muon ({n} matrices)")
         else:

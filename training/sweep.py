@@ -136,8 +136,8 @@ def write_results(sweep_dir: Path, rows: list[dict[str, Any]]) -> str:
     header = list(rows[0])
 
     def cell(key: str, value: Any) -> str:
-        if value is None or value == "":
-            return "—"
+        if value is None or value == "" or (isinstance(value, float) and not math.isfinite(value)):
+            return "—"  # not measured, or no evaluation yet
         if key in ("best_val", "val_exact"):
             return f"{value:.4f}"
         return f"{value:g}" if isinstance(value, float) else str(value)
