@@ -68,7 +68,9 @@ def render_first_run(records: list[Record], prefix: str) -> str:
         run = newest(records, benchmark="time_to_loss", config="small", extra=[], machine_kind=kind)
         if run is not None:
             minutes = median(r["wall"] for r in run["runs"]) / 60
-            said.append(f"{minutes:.1f} minutes on a 2-core {kind} ({link(run, prefix)})")
+            native = run["machine"]["native_bf16"]
+            cpu = "CPU with native bf16" if native else "CPU without native bf16 (fp32)"
+            said.append(f"{minutes:.1f} minutes on a 2-core {cpu} ({link(run, prefix)})")
     return "`small.yaml` takes " + ("; ".join(said) or "(not measured yet)") + ".\n"
 
 
