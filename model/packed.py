@@ -86,6 +86,8 @@ def fastest_step_model(model: GPT, rounds: int = 3, steps: int = 2) -> GPT:
     timed once per model (tens of milliseconds), alternating, the best of `rounds` rounds of
     `steps` steps each. A packed copy streams faster where a one-row product runs on one core,
     and slower where it does not (measured both ways)."""
+    if PACKED_IS_FASTER.get(model) is False:  # measured before: no copy to make
+        return model
     packed = pack_linears(model)
     if packed.packed == 0:  # nothing large enough to pack
         return model
