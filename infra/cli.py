@@ -77,6 +77,10 @@ class Parser(argparse.ArgumentParser):
     abbreviations (`--lr` is not `--lr_schedule`), and a did-you-mean for unknown options."""
 
     def __init__(self, description: str, **kwargs: Any) -> None:
+        # `python -m data --help` says so, not `__main__.py`
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if spec is not None and spec.name.endswith(".__main__"):
+            kwargs.setdefault("prog", f"python -m {spec.name.removesuffix('.__main__')}")
         super().__init__(description=description, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:

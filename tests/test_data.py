@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT
 
 from data import CharTokenizer, get_batch, load_dataset
 from data.corpus import SHAKESPEARE_SHA256, find_shakespeare, sha256_of
@@ -122,6 +125,14 @@ def test_prepared_files_are_uint16_arrays_and_json(shakespeare):
 def test_missing_data_path_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_dataset("text", tmp_path / "nope.txt", tmp_path / "prepared")
+
+
+def test_python_m_data_names_itself_as_typed_in_its_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "data", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m data "), result.stdout[:80]
 
 
 def test_batches_have_shape_b_t_and_targets_shifted_by_one(shakespeare):
