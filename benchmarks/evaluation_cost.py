@@ -4,7 +4,8 @@
     python benchmarks/evaluation_cost.py --config shakespeare_char --device cpu --eval_iters 1
 
 Builds the config's Trainer, writing TensorBoard files and checkpoints into a temporary
-directory, and runs --evaluations evaluations, one after every training step (the worst case:
+directory, and times 5 training steps (after 2 to warm up) and 3 loss estimates, nothing else
+running. Then it runs --evaluations evaluations, one after every training step (the worst case:
 the background work of one evaluation has a single step to hide behind). Each phase the trainer
 calls is timed where it runs, the device synchronised around it:
 
@@ -17,7 +18,9 @@ calls is timed where it runs, the device synchronised around it:
 Then the extra share of the config's own run (its max_iters and eval_interval, at the training
 step's time measured here): the training thread's extra per evaluation, plus whatever part of the
 background work would not fit in the steps between two evaluations, over the run's wall time.
-Takes every train.py key as an option; writes a record under records/.
+Extras are drawn at every evaluation here, whatever extras_budget says. Last, what the loss
+points between evaluations (loss_interval) cost: each is a loss estimate alone. Takes every
+train.py key as an option; writes a record under records/.
 """
 
 from __future__ import annotations
@@ -83,7 +86,10 @@ def timing(owner: object, name: str, label: str, seconds: dict, sync) -> None:
 def main(argv: list[str] | None = None) -> None:
     args, run = parse_with_run_options(CostOptions, argv, __doc__.split("\n")[0])
     with tempfile.TemporaryDirectory() as out_dir:
-        config, name = replace(run.config, out_dir=out_dir), run.config_name
+        # every evaluation draws its extras, as if extras_budget were 1: their cost is what is
+        # measured here (a run's budget skips them once they took more than its share)
+        config = replace(run.config, out_dir=out_dir, extras_budget=1.0)
+        name = run.config_name
         runtime = setup_runtime(config.device, config.dtype)
         data = load_dataset(config.dataset, config.data_path, config.data_dir)
         trainer = Trainer(config, runtime, data)
@@ -91,13 +97,21 @@ def main(argv: list[str] | None = None) -> None:
         seconds: dict[str, list[float]] = defaultdict(list)
         for owner, attribute, label in TRAINING_THREAD + BACKGROUND_THREAD:
             timing(owner, attribute, label, seconds, runtime.synchronize)
-        steps = []
-        for i in range(args.evaluations + 1):
+        steps = []  # the step's own time, with no background work beside it
+        for _ in range(7):
             runtime.synchronize()
             start = time.perf_counter()
             trainer.train_step()
             runtime.synchronize()
             steps.append(time.perf_counter() - start)
+        alone = []  # a loss point's time: the loss estimate, no background work beside it
+        for _ in range(3):
+            start = time.perf_counter()
+            training.evaluation.estimate_loss(trainer.model, data, config, runtime)
+            runtime.synchronize()
+            alone.append(time.perf_counter() - start)
+        for i in range(args.evaluations + 1):
+            trainer.train_step()
             if i == 0:  # untimed: the first evaluation lays out the pictures, warms up kernels
                 evaluate(trainer, logger, pictures)
                 trainer.background.wait()
@@ -112,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         values = seconds.get(label, [])
         return statistics.median(values) * len(values) / args.evaluations if values else 0.0
 
-    step = statistics.median(steps[1:])
+    step = statistics.median(steps[2:])  # the first two warm up
     print(machine_line(runtime.device))
     print(
         f"config {name}: {config.n_layer} layers, {config.n_embd} channels, batch "
@@ -141,8 +155,21 @@ def main(argv: list[str] | None = None) -> None:
         f"({1000 * stall:.0f} ms of it waiting for background work longer than "
         f"{config.eval_interval} steps): {100 * share:.1f}% of the run's wall time"
     )
+    # a loss point between evaluations (loss_interval) is the loss estimate alone
+    points = config.max_iters // config.loss_interval if config.loss_interval else 0
+    points -= min(points, config.max_iters // config.eval_interval)  # those at evaluations
+    point = statistics.median(alone)
+    if points:
+        share = points * point / (wall + points * point)
+        print(
+            f"{points} loss points between the evaluations (loss_interval "
+            f"{config.loss_interval}), each a loss estimate alone, {1000 * point:.0f} ms = "
+            f"{point / step:.1f} training steps: {100 * share:.1f}% of the run's wall time"
+        )
     figures = {
         "config": name,
+        "loss_points": points,
+        "loss_point_ms": 1000 * point,
         "step_ms": 1000 * step,
         "phases_ms": {label: 1000 * value for label, value in phases.items()},
         "extra_ms_per_evaluation": 1000 * (extra + stall),

@@ -2,6 +2,8 @@
 
     git clone https://github.com/karpathy/nanoGPT ../nanoGPT     # checked against 3adf61e
     python benchmarks/versus_nanogpt.py --nanogpt ../nanoGPT --config cpu_fast --pairs 3
+    python benchmarks/versus_nanogpt.py --nanogpt ../nanoGPT --config small --target 1.5 \
+        -- --max_iters 550
 
 With --recipe gpu, nanoGPT runs its own GPU recipe (`config/train_shakespeare_char.py`, compiled)
 and this project's config on the GPU, with target 1.47 as a rule. Each pair runs nanoGPT's
@@ -10,8 +12,9 @@ and this project's config on the GPU, with target 1.47 as a rule. Each pair runs
 project's `train.py --config CONFIG` with the next seed, one after the other, so that both see
 the machine in the same state. For each it clocks the whole process from its launch (Python
 start-up, imports, data loading and evaluations included) and the moment an evaluation first
-reported val loss <= --target (nanoGPT's recipe ends near 1.886). It prints each pair's ratio
-and their median, and writes a record under records/.
+reported val loss <= --target (nanoGPT's recipe ends near 1.886). Everything after `--` goes
+to this project's train.py as it is. It prints each pair's ratios (to the target, and of the
+whole processes) and their medians, and writes a record under records/.
 
 nanoGPT runs in a temporary copy of the checkout, on the same corpus as the project
 (--corpus, by default the project's cache data/shakespeare_char/input.txt), prepared by its own
@@ -20,6 +23,7 @@ nanoGPT runs in a temporary copy of the checkout, on the same corpus as the proj
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
@@ -102,7 +106,8 @@ def prepared_copy(checkout: Path, corpus: Path, where: Path) -> Path:
 def run_nanogpt(work: Path, target: float, recipe: list[str]) -> NanoRun:
     command = [sys.executable, "train.py", *recipe, f"--out_dir={work / 'out'}"]
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each line clocked when printed, not flushed
+    process = subprocess.Popen(command, cwd=work, stdout=subprocess.PIPE, text=True, env=env)
     reached, vals = None, []
     for line in process.stdout:
         if match := NANOGPT_EVAL.match(line):
@@ -122,7 +127,10 @@ def run_nanogpt(work: Path, target: float, recipe: list[str]) -> NanoRun:
 
 
 def main(argv: list[str] | None = None) -> None:
-    options = parse_into(VersusOptions, argv, __doc__.split("\n")[0])
+    argv = sys.argv[1:] if argv is None else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
+    options = parse_into(VersusOptions, argv[:cut], __doc__.split("\n")[0])
+    extra = argv[cut + 1 :]
     checkout, corpus = Path(options.nanogpt), Path(options.corpus)
     for needed in ("train.py", "model.py", "data/shakespeare_char/prepare.py"):
         if not (checkout / needed).is_file():
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_line(device))
     print(
         f"nanoGPT {checkout} (checked against {NANOGPT_COMMIT}) against --config "
-        f"{options.config}, target val loss {options.target}"
+        f"{options.config}, target val loss {options.target}, extra options: {extra or 'none'}"
     )
     pairs = []
     with tempfile.TemporaryDirectory(prefix="versus-nanogpt-") as tmp:
@@ -150,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
                 f"final val {theirs.final_val:.4f}",
                 flush=True,
             )
-            ours: Run = run_once(options.config, options.target, options.first_seed + i, [], None)
+            ours: Run = run_once(
+                options.config, options.target, options.first_seed + i, extra, None
+            )
             print(HEADER)
             print_run(ours)
             pairs.append({"nanogpt": asdict(theirs), "ours": asdict(ours)})
@@ -167,14 +177,19 @@ def main(argv: list[str] | None = None) -> None:
         )
     else:
         print("no pair where both reached the target")
+    wholes = [p["ours"]["wall"] / p["nanogpt"]["wall"] for p in pairs]
+    shown = ", ".join(f"{r:.2f}" for r in wholes)
+    print(f"whole processes, ours / nanoGPT's: {shown}; median {statistics.median(wholes):.2f}")
     figures = {
         "config": options.config,
+        "extra": extra,
         "target": options.target,
         "nanogpt_commit": NANOGPT_COMMIT,
         "nanogpt_recipe": RECIPES[options.recipe],
         "pairs": pairs,
     }
-    write_record("versus_nanogpt", options.config, figures, device=device)
+    label = options.config if not extra else f"{options.config}-ablation"
+    write_record("versus_nanogpt", label, figures, device=device)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ def read_records() -> list[Record]:
     for path in sorted(RECORDS_DIR.glob("*.json")):
         record = json.loads(path.read_text())
         record["file"] = f"records/{path.name}"
+        record.setdefault("extra", [])  # the options given to train.py beyond the config
         records.append(record)
     return sorted(records, key=lambda r: r["date"])
 

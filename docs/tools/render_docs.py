@@ -31,6 +31,7 @@ from training_tables import (
     render_first_run,
     render_gpu,
     render_small,
+    render_small_trade,
     render_versus,
 )
 
@@ -49,6 +50,7 @@ RENDERERS: dict[str, Callable[[list[Record], str], str]] = {
     "first-run": render_first_run,
     "versus-nanogpt": render_versus,
     "small": render_small,
+    "small-trade": render_small_trade,
     "ablation": render_ablation,
     "sampling": render_sampling,
     "attention-kernel": render_attention_kernel,

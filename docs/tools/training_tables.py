@@ -29,12 +29,12 @@ def model_summary(config_name: str) -> str:
 
 
 def configs_cell(records: list[Record], config: str, kind: str, prefix: str) -> str:
-    race = newest(records, benchmark="versus_nanogpt", config=config, machine_kind=kind)
-    if race is not None:
-        ours = [p["ours"] for p in race["pairs"]]
+    race = newest(records, benchmark="versus_nanogpt", config=config, extra=[], machine_kind=kind)
+    ours = [p["ours"] for p in race["pairs"]] if race is not None else []
+    to_target = median(r["seconds_to_target"] for r in ours)
+    if to_target is not None:  # a race it won: its time to the target beside nanoGPT's
         theirs = [p["nanogpt"] for p in race["pairs"]]
         wall, nano = median(r["wall"] for r in ours), median(r["wall"] for r in theirs)
-        to_target = median(r["seconds_to_target"] for r in ours)
         return (
             f"val ≤ {race['target']} in {number(to_target, '.0f')} s ({number(wall, '.0f')} s in "
             f"all); nanoGPT {number(nano, '.0f')} s ({link(race, prefix)})"
@@ -77,7 +77,9 @@ def render_first_run(records: list[Record], prefix: str) -> str:
 def render_versus(records: list[Record], prefix: str) -> str:
     out = []
     for kind in CPU_KINDS:
-        race = newest(records, benchmark="versus_nanogpt", config="cpu_fast", machine_kind=kind)
+        race = newest(
+            records, benchmark="versus_nanogpt", config="cpu_fast", extra=[], machine_kind=kind
+        )
         if race is None:
             out.append(f"**{kind}**: not measured.\n")
             continue
@@ -144,6 +146,47 @@ def render_small(records: list[Record], prefix: str) -> str:
     return "\n".join(out)
 
 
+def render_small_trade(records: list[Record], prefix: str) -> str:
+    """small.yaml raced whole against nanoGPT's whole CPU run: as shipped and cut shorter."""
+    rows = []
+    for race in records:
+        if race["benchmark"] != "versus_nanogpt" or race.get("config") != "small":
+            continue
+        pairs = race["pairs"]
+        extra = race["extra"]
+        shipped = load_config("small").config.max_iters
+        steps = extra[extra.index("--max_iters") + 1] if "--max_iters" in extra else shipped
+        rows.append(
+            [
+                f"{steps}" + (f" (`{' '.join(extra)}`)" if extra else " (as shipped)"),
+                f"{race['machine']['kind']}, {race['machine']['capability']}",
+                str(len(pairs)),
+                number(median(p["nanogpt"]["wall"] for p in pairs), ".0f"),
+                number(median(p["ours"]["wall"] for p in pairs), ".0f"),
+                number(
+                    median(ratio(p["ours"]["wall"], p["nanogpt"]["wall"]) for p in pairs), ".2f"
+                ),
+                number(median(p["ours"]["best_val"] for p in pairs), ".4f"),
+                number(median(p["ours"]["exact_val"] for p in pairs), ".4f"),
+                link(race, prefix),
+            ]
+        )
+    if not rows:
+        return "Not measured.\n"
+    header = [
+        "steps",
+        "CPU",
+        "pairs",
+        "nanoGPT whole (s)",
+        "ours whole (s)",
+        "ratio, whole",
+        "best val",
+        "exact val",
+        "record",
+    ]
+    return table(header, rows) + "\nMedians over the pairs; each pair ran one after the other.\n"
+
+
 def render_ablation(records: list[Record], prefix: str) -> str:
     out = []
     for kind in CPU_KINDS:
@@ -158,7 +201,9 @@ def render_ablation(records: list[Record], prefix: str) -> str:
         if not runs:
             out.append(f"**{kind}**: not measured.\n")
             continue
-        race = newest(records, benchmark="versus_nanogpt", config="cpu_fast", machine_kind=kind)
+        race = newest(
+            records, benchmark="versus_nanogpt", config="cpu_fast", extra=[], machine_kind=kind
+        )
         rows = []
         if race is not None:
             first = race["pairs"][0]["ours"]
@@ -213,16 +258,25 @@ def render_evaluation_cost(records: list[Record], prefix: str) -> str:
             f"{record['step_ms']:,.1f}", f"{phases['loss estimate']:,.0f}",
             " + ".join(f"{phases[k]:,.0f}" for k in training),
             " + ".join(f"{phases[k]:,.0f}" for k in background),
-            f"{100 * record['extra_share']:.1f}%", link(record, prefix),
+            f"{100 * record['extra_share']:.1f}%", loss_point(record), link(record, prefix),
         ])  # fmt: skip
     if not rows:
         return "Not measured.\n"
     header = [
         "config", "machine", "options", "step (ms)", "loss estimate (ms)",
         "training thread: sample + look inside + checkpoint copy (ms)",
-        "background: views + checkpoint (ms)", "share of the run", "record",
+        "background: views + checkpoint (ms)", "share of the run",
+        "a loss point between evaluations (ms)", "record",
     ]  # fmt: skip
     return table(header, rows)
+
+
+def loss_point(record: Record) -> str:
+    """What one loss point (loss_interval) costs, in ms and training steps, where measured."""
+    if "loss_point_ms" not in record:
+        return "not measured"
+    ms = record["loss_point_ms"]
+    return f"{ms:,.0f} = {ms / record['step_ms']:.1f} steps"
 
 
 def render_gpu(records: list[Record], prefix: str) -> str:
