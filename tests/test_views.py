@@ -17,7 +17,7 @@ from model import GPT
 from model.attention_maps import attention_inputs, attention_maps
 from model.gpt import causal_softmax
 from model.scoring import exact_loss, window_plan
-from viz.figures import AttentionPictures, attention_figure
+from viz.figures import FUTURE_PINK, AttentionPictures, attention_figure
 from viz.inspection import histograms
 
 BLOCK = 16
@@ -161,6 +161,32 @@ def test_a_redrawn_attention_picture_has_the_pixels_of_one_drawn_afresh():
         fresh = figure_to_image(attention_figure([maps], chars, title, first_layer=1))
         assert redrawn.shape == fresh.transpose(1, 2, 0).shape
         assert (redrawn == fresh.transpose(1, 2, 0)).all(), f"pixels differ at step {step}"
+
+
+def test_the_masked_future_is_pink_and_a_past_weight_of_0_is_viridis_0_in_every_picture():
+    """Above the diagonal (key after query) the causal mask forbids: drawn apart from a weight of
+    0 a query could have given, in the first picture and in those redrawn over it."""
+    import matplotlib
+    from matplotlib.colors import to_rgb
+
+    text = "abcdef"
+    tokenizer = CharTokenizer.from_text(text)
+    pictures = AttentionPictures(tokenizer.encode(text), tokenizer)
+    maps = torch.zeros(1, 6, 6)
+    maps[0, :, 0] = 1.0  # every query on the first key: the rest of the past is weight 0
+    pink = np.round(255 * np.array(to_rgb(FUTURE_PINK)))
+    zero = np.round(255 * np.array(matplotlib.colormaps["viridis"](0.0)[:3]))
+
+    def colour(pixels: np.ndarray, query: int, key: int) -> np.ndarray:
+        axes = pictures.layers[0][0].axes[0]
+        x, y = axes.transData.transform((key, query))  # the cell's centre, from bottom left
+        return pixels[int(pixels.shape[0] - y), int(x)].astype(float)
+
+    for title in ("first", "redrawn"):
+        pixels = pictures.draw(0, maps, title)
+        assert np.abs(colour(pixels, 1, 4) - pink).max() <= 2, title  # the future
+        assert np.abs(colour(pixels, 4, 1) - zero).max() <= 2, title  # the past, weight 0
+        assert np.abs(colour(pixels, 4, 1) - pink).max() > 50, title
 
 
 def test_histograms_counted_on_the_device_equal_numpys_over_the_same_buckets():

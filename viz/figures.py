@@ -20,12 +20,24 @@ def visible(char: str) -> str:
     return {"\n": "\\n", " ": "␣", "\t": "\\t"}.get(char, char)
 
 
+FUTURE_PINK = "#f4c7c3"  # the masked future, as the explorer draws it
+
+
+def causal_view(weights: torch.Tensor) -> np.ma.MaskedArray:
+    """A (T, T) map of weights to draw, with the future (key after query, which the causal mask
+    forbids) masked: drawn in FUTURE_PINK, apart from a weight of 0 a query could have given."""
+    values = weights.float().cpu().numpy()
+    future = np.triu(np.ones(values.shape, dtype=bool), k=1)
+    return np.ma.masked_array(values, mask=future)
+
+
 def attention_figure(
     maps: Sequence[torch.Tensor], chars: Sequence[str], title: str, first_layer: int = 0
 ) -> Figure:
     """One row per layer and one panel per head: maps[i] is (n_head, T, T), the weights each
     query (row, the character on the left) gives each key (column, the character below), of the
-    layer numbered first_layer + i in the panels' titles."""
+    layer numbered first_layer + i in the panels' titles. The future, which the causal mask
+    hides from each query, is pink."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no window
@@ -43,10 +55,12 @@ def attention_figure(
     fig.subplots_adjust(bottom=bottom / height, top=1 - top / height, hspace=gap / panel)
     axes = fig.subplots(n_layers, n_heads, squeeze=False)
     labels = [visible(c) for c in chars]
+    # the future in the explorer's pink (viz/explorer.html), apart from viridis's weights
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad=FUTURE_PINK)
     for layer, weights in enumerate(maps):
         for head in range(n_heads):
             ax = axes[layer][head]
-            image = ax.imshow(weights[head].cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0)
+            image = ax.imshow(causal_view(weights[head]), cmap=colours, vmin=0.0, vmax=1.0)
             ax.set_xticks(range(T), labels, fontsize=6, family="monospace")
             ax.set_yticks(range(T), labels, fontsize=6, family="monospace")
             ax.tick_params(length=0, pad=1)
@@ -93,7 +107,7 @@ class AttentionPictures:
         figure, canvas, background, images = self.layers[layer]
         canvas.restore_region(background)
         for image, weights in zip(images, maps, strict=True):
-            image.set_data(weights.float().cpu().numpy())
+            image.set_data(causal_view(weights))
             image.axes.draw_artist(image)
             for spine in image.axes.spines.values():
                 image.axes.draw_artist(spine)
