@@ -71,6 +71,8 @@ def attention_figure(
                 ax.set_xlabel("key (the earlier character it reads)", fontsize=7)
     colorbar_axes = fig.add_axes((1 - 0.8 / width, bottom / height, 0.15 / width, 0.5))
     fig.colorbar(image, cax=colorbar_axes, label="attention weight")
+    fig.text(1 - 0.9 / width, 0.5 * bottom / height, "pink: the\nfuture, masked", fontsize=7,
+             va="center", bbox={"facecolor": FUTURE_PINK, "edgecolor": "none"})  # fmt: skip
     fig.suptitle(title, fontsize=9, y=1 - 0.12 / height, va="top")  # above the panels' titles
     return fig
 
