@@ -369,7 +369,10 @@ class Lane:
             estimate = trainer.eval_losses.get("val")
             beside = f" (random-window estimate {estimate:.4f})" if estimate is not None else ""
             scope = f"all {count:,}" if count == total else f"the first {count:,} of {total:,}"
-            trainer.console.print(f"exact val loss {nats:.4f} over {scope} characters{beside}")
+            # every character of the split but its first is predicted from those before it
+            trainer.console.print(
+                f"exact val loss {nats:.4f} over {scope} predicted characters{beside}"
+            )
             self.logger.scalar("val_loss_exact", nats, trainer.iter_num)
             run.val_loss_exact = nats
         peak = ""
@@ -380,6 +383,9 @@ class Lane:
             f"{peak}; checkpoints in {config.out_dir}"
         )
         trainer.console.print(f"sample from it: python sample.py --ckpt {config.out_dir}")
+        if config.tensorboard:
+            runs = Path(config.out_dir).parent  # the run shows under its directory's name
+            trainer.console.print(f"its curves: tensorboard --logdir {runs}")
 
 
 def log(trainer: Trainer, logger: Logger, report: StepReport) -> None:
@@ -398,7 +404,10 @@ def log(trainer: Trainer, logger: Logger, report: StepReport) -> None:
         mfu = flops_per_token(trainer.model, config.block_size) * tokens_per_sec / peak
         logger.scalar("mfu", mfu, step)
         mfu_text = f", mfu {100 * mfu:.1f}%"
-    progress = f"loss {report.loss:.4f}, lr {rates[0]:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
+    # the latest training batch's loss; an evaluation's "train loss" is over eval_iters batches
+    progress = (
+        f"batch loss {report.loss:.4f}, lr {rates[0]:.2e}, {tokens_per_sec:,.0f} tok/s{mfu_text}"
+    )
     if trainer.console.owner.bar is not None:  # the bar shows the time left
         trainer.console.owner.update_bar(0, postfix=progress)
     else:
@@ -416,8 +425,10 @@ def describe(trainers: list[Trainer], stacked: bool) -> None:
         return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
 
     reason = f" ({rt.dtype_reason})" if rt.dtype_reason else ""
+    dtype = str(rt.dtype).removeprefix("torch.")
+    precision = "float32, no autocast" if rt.dtype == torch.float32 else f"autocast {dtype}"
     say(
-        f"device {rt.device}, autocast {str(rt.dtype).removeprefix('torch.')}{reason}, "
+        f"device {rt.device}, {precision}{reason}, "
         f"{count(rt.world_size, 'process')}, "
         f"{'compiled' if trainer.compiled else 'eager'} ({trainer.compile_reason})"
     )

@@ -37,7 +37,7 @@ from infra.errors import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL_LINE = re.compile(r"^iter (\d+): train loss ([\d.]+), val loss ([\d.naif]+)")
-LOG_LINE = re.compile(r"^iter (\d+): loss [\d.naif]+, lr \S+, ([\d,]+) tok/s")
+LOG_LINE = re.compile(r"^iter (\d+): batch loss [\d.naif]+, lr \S+, ([\d,]+) tok/s")
 MFU = re.compile(r", mfu ([\d.]+)%")
 PEAK_CUDA = re.compile(r"peak CUDA memory ([\d.]+) GiB")
 EXACT_LINE = re.compile(r"^exact val loss ([\d.]+) over all")

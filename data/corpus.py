@@ -64,8 +64,9 @@ def check_shakespeare(path: Path) -> None:
         problem = f"SHA-256 differs from {SHAKESPEARE_SHA256[:12]}..."
     else:
         return
-    raise DataError(f"{path} is not Tiny Shakespeare ({problem}); to train on your own text add "
-                    f"--dataset text, otherwise {HOW_TO_SUPPLY}")  # fmt: skip
+    raise DataError(f"{path} is not Tiny Shakespeare ({problem}); to train on your own text: "
+                    f"python train.py --dataset text --data_path {path}; otherwise "
+                    f"{HOW_TO_SUPPLY}")  # fmt: skip
 
 
 def download_shakespeare(dest: Path, url: str = SHAKESPEARE_URL) -> None:

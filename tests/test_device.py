@@ -36,7 +36,7 @@ def test_the_start_up_line_says_which_precision_and_why(monkeypatch, tiny_argv, 
 
     monkeypatch.setattr(device_policy, "cpu_has_native_bf16", lambda: False)
     assert train.main(tiny_argv("--max_iters", "10", "--dtype", "auto")) == 0
-    assert "autocast float32 (auto: this CPU (" in capsys.readouterr().out
+    assert "float32, no autocast (auto: this CPU (" in capsys.readouterr().out
 
 
 def test_the_start_up_line_says_which_attention_kernel_ran_and_why(tiny_argv, capsys):

@@ -130,11 +130,11 @@ def test_terminal_gets_a_progress_bar_and_a_log_file_gets_plain_lines(
     out, err = fit(interactive=True)
     assert "100%|" in err and "20/20" in err and "tok/s" in err  # the bar, with its postfix
     assert "iter 10: train loss" in out  # evaluations still print, above the bar
-    assert "iter 5: loss" not in out  # step lines go to the bar instead
+    assert "iter 5: batch loss" not in out  # step lines go to the bar instead
     out, err = fit(interactive=False)
     assert "%|" not in err
-    assert "iter 5: loss" in out and "iter 10: train loss" in out
-    assert re.search(r"iter 5: loss .* tok/s, \d\d:\d\d left", out)  # the time left, per line
+    assert "iter 5: batch loss" in out and "iter 10: train loss" in out
+    assert re.search(r"iter 5: batch loss .* tok/s, \d\d:\d\d left", out)  # the time left, per line
 
 
 @pytest.mark.e2e

@@ -289,7 +289,7 @@ def test_a_path_with_dollars_is_text_in_the_attention_picture(tiny_run, tmp_path
 def test_the_exact_pass_on_a_long_split_scores_its_first_characters_and_says_so(tiny_argv, capsys):
     assert train.main(tiny_argv("--max_iters", "5", "--exact_max_chars", "500")) == 0
     assert "exact val loss" in (out := capsys.readouterr().out)
-    assert "over the first 500 of 111,539 characters" in out
+    assert "over the first 500 of 111,539 predicted characters" in out
 
 
 @pytest.mark.e2e
