@@ -115,7 +115,7 @@ def test_projector_opens_on_the_latest_embedding_with_one_label_per_character(in
     latest = config.embeddings[0]
     labels = (inspected_run / latest.metadata_path).read_text(encoding="utf-8").split("\n")[:-1]
     checkpoint = evaluate.load_checkpoint(inspected_run / "last.pt")
-    assert labels == [visible(c) for c in checkpoint["vocab"]] and labels[:2] == ["\\n", "␣"]
+    assert labels == [visible(c) for c in checkpoint["vocab"]] and labels[:2] == ["↵", "␣"]
     rows = (inspected_run / latest.tensor_path).read_text().strip().split("\n")
     written = torch.tensor([[float(x) for x in row.split("\t")] for row in rows])
     wte = checkpoint["model"]["transformer.wte.weight"].float()

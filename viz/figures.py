@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 
 def visible(char: str) -> str:
-    """A character as a label: newline as \\n, space as ␣, tab as \\t, the others as themselves."""
-    return {"\n": "\\n", " ": "␣", "\t": "\\t"}.get(char, char)
+    """A character as a one-glyph label, as the explorer's zoom writes it: newline as ↵, space as
+    ␣ (and tab as →), the others as themselves."""
+    return {"\n": "↵", " ": "␣", "\t": "→"}.get(char, char)
 
 
 FUTURE_PINK = "#f4c7c3"  # the masked future, as the explorer draws it
@@ -68,7 +69,7 @@ def attention_figure(
             if head == 0:
                 ax.set_ylabel("query (predicting the next character)", fontsize=7)
             if layer == n_layers - 1:
-                ax.set_xlabel("key (the earlier character it reads)", fontsize=7)
+                ax.set_xlabel("key (the character it reads, at or before the query)", fontsize=7)
     colorbar_axes = fig.add_axes((1 - 0.8 / width, bottom / height, 0.15 / width, 0.5))
     fig.colorbar(image, cax=colorbar_axes, label="attention weight")
     fig.text(1 - 0.9 / width, 0.5 * bottom / height, "pink: the\nfuture, masked", fontsize=7,
