@@ -158,7 +158,7 @@ def test_a_redrawn_attention_picture_has_the_pixels_of_one_drawn_afresh():
         maps = maps / maps.sum(-1, keepdim=True)
         title = f"layer 1 at iteration {step}"
         redrawn = pictures.draw(1, maps, title)
-        fresh = figure_to_image(attention_figure([maps], chars, title, first_layer=1))
+        fresh = figure_to_image(attention_figure([maps], chars, title, 1, heads_down=True))
         assert redrawn.shape == fresh.transpose(1, 2, 0).shape
         assert (redrawn == fresh.transpose(1, 2, 0)).all(), f"pixels differ at step {step}"
 

@@ -33,9 +33,14 @@ def causal_view(weights: torch.Tensor) -> np.ma.MaskedArray:
 
 
 def attention_figure(
-    maps: Sequence[torch.Tensor], chars: Sequence[str], title: str, first_layer: int = 0
+    maps: Sequence[torch.Tensor],
+    chars: Sequence[str],
+    title: str,
+    first_layer: int = 0,
+    heads_down: bool = False,
 ) -> Figure:
-    """One row per layer and one panel per head: maps[i] is (n_head, T, T), the weights each
+    """One row per layer and one panel per head (with heads_down, one row per head and a column
+    per layer: narrow enough for TensorBoard's card): maps[i] is (n_head, T, T), the weights each
     query (row, the character on the left) gives each key (column, the character below), of the
     layer numbered first_layer + i in the panels' titles. The future, which the causal mask
     hides from each query, is pink."""
@@ -45,30 +50,32 @@ def attention_figure(
     from matplotlib.figure import Figure
 
     n_layers, n_heads, T = len(maps), maps[0].size(0), maps[0].size(-1)
-    panel = max(2.5, 0.13 * T)  # inches: room for one label per character
+    rows, columns = (n_heads, n_layers) if heads_down else (n_layers, n_heads)
+    panel = max(2.5, 0.15 * T)  # inches: room for one 8-point label per character
     # Margins fixed by hand (inches): every label is one character, and a layout engine that
     # measures each of them would take most of the drawing time.
     left, right, bottom, top, gap = 0.7, 1.0, 0.6, 0.6, 0.45
-    width = left + n_heads * panel + (n_heads - 1) * gap + right
-    height = bottom + n_layers * panel + (n_layers - 1) * gap + top
+    width = left + columns * panel + (columns - 1) * gap + right
+    height = bottom + rows * panel + (rows - 1) * gap + top
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(left=left / width, right=1 - right / width, wspace=gap / panel)
     fig.subplots_adjust(bottom=bottom / height, top=1 - top / height, hspace=gap / panel)
-    axes = fig.subplots(n_layers, n_heads, squeeze=False)
+    axes = fig.subplots(rows, columns, squeeze=False)
     labels = [visible(c) for c in chars]
     # the future in the explorer's pink (viz/explorer.html), apart from viridis's weights
     colours = matplotlib.colormaps["viridis"].with_extremes(bad=FUTURE_PINK)
     for layer, weights in enumerate(maps):
         for head in range(n_heads):
-            ax = axes[layer][head]
+            row, column = (head, layer) if heads_down else (layer, head)
+            ax = axes[row][column]
             image = ax.imshow(causal_view(weights[head]), cmap=colours, vmin=0.0, vmax=1.0)
-            ax.set_xticks(range(T), labels, fontsize=6, family="monospace")
-            ax.set_yticks(range(T), labels, fontsize=6, family="monospace")
+            ax.set_xticks(range(T), labels, fontsize=8, family="monospace")
+            ax.set_yticks(range(T), labels, fontsize=8, family="monospace")
             ax.tick_params(length=0, pad=1)
             ax.set_title(f"layer {first_layer + layer}, head {head}", fontsize=8)
-            if head == 0:
+            if column == 0:
                 ax.set_ylabel("query (predicting the next character)", fontsize=7)
-            if layer == n_layers - 1:
+            if row == rows - 1:
                 ax.set_xlabel("key (the character it reads, at or before the query)", fontsize=7)
     colorbar_axes = fig.add_axes((1 - 0.8 / width, bottom / height, 0.15 / width, 0.5))
     fig.colorbar(image, cax=colorbar_axes, label="attention weight")
@@ -94,7 +101,7 @@ class AttentionPictures:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         if layer not in self.layers:
-            figure = attention_figure([maps], self.chars, title, first_layer=layer)
+            figure = attention_figure([maps], self.chars, title, layer, heads_down=True)
             canvas = FigureCanvasAgg(figure)
             images = [ax.images[0] for ax in figure.axes if ax.images][: maps.size(0)]
             # the frames lie over the pictures' edges, so they are drawn after them
