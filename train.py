@@ -35,6 +35,7 @@ from infra.progress import progress
 from model.gpt import attention_kernel
 from model.scoring import exact_loss
 from training.command_line import TrainArgs, load_config, parse_command_line
+from training.config import TrainConfig
 from training.console import Console
 from training.distributed import StepReport, agree_at_log_point, runtime_for
 from training.evaluation import evaluate, probe_pictures
@@ -296,21 +297,26 @@ class Lane:
         return self.run.stopped is None and self.trainer.iter_num < self.trainer.config.max_iters
 
     def start_logs(self, is_main: bool) -> None:
-        """Rank 0 prints the resolved config and writes it to out_dir/config.yaml, and opens the
-        TensorBoard log (on resume, TensorBoard drops what the stopped run logged after its
-        checkpoint). Every rank keeps its history."""
+        """Rank 0 prints the settings that differ from the defaults, writes them all to
+        out_dir/config.yaml, and opens the TensorBoard log (on resume, TensorBoard drops what the
+        stopped run logged after its checkpoint). Every rank keeps its history."""
         config, say, resumed = self.trainer.config, self.trainer.console.print, self.resumed_from
         self.run.iter_num = self.trainer.iter_num
         self.run.best_val_loss = self.trainer.best_val_loss
         if not is_main:
             return
-        resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
-        say(
-            f"resuming {config.out_dir}:"
-            if resumed is not None
-            else f"config ({self.args.config_name}):"
-        )
-        say("  " + resolved.rstrip().replace("\n", "\n  "))
+        settings = config.to_dict()
+        resolved = yaml.safe_dump(settings, sort_keys=False)
+        # on the console only what differs from TrainConfig's defaults; the file has them all
+        defaults = TrainConfig().to_dict()
+        changed = {key: value for key, value in settings.items() if value != defaults[key]}
+        where = f"all {len(settings)} in {Path(config.out_dir) / CONFIG_FILE}"
+        run = f"resuming {config.out_dir}" if resumed is not None else (
+            f"config ({self.args.config_name})"
+        )  # fmt: skip
+        say(f"{run}: {len(changed)} settings differ from the defaults ({where}):")
+        if changed:
+            say("  " + yaml.safe_dump(changed, sort_keys=False).rstrip().replace("\n", "\n  "))
         text = f"{CONFIG_HEADER}\n{resolved}"
         write_atomic(Path(config.out_dir) / CONFIG_FILE, lambda tmp: tmp.write_text(text))
         if config.tensorboard:

@@ -41,8 +41,11 @@ def test_tiny_run_writes_tensorboard_events_that_tensorboard_reads(tiny_argv, tm
     printed = capsys.readouterr().out
     assert "tokens per iteration: 1 micro-step x 1 process x 8 batch x 32 block = 256" in printed
     assert "eager (auto: eager on cpu" in printed  # compile: auto never compiles on a CPU
-    assert "n_layer: 2" in printed  # the resolved config is printed ...
-    assert "n_layer: 2" in (run_dir / "config.yaml").read_text()  # ... and saved
+    # the settings that differ from the defaults are printed, and every one saved
+    assert "settings differ from the defaults (all " in printed and "\n  n_layer: 2\n" in printed
+    assert "dist_timeout" not in printed  # at its default
+    saved = (run_dir / "config.yaml").read_text()
+    assert "\nn_layer: 2\n" in saved and "\ndist_timeout: " in saved
 
 
 @pytest.mark.e2e
