@@ -77,7 +77,7 @@ def log_inside_the_model(logger: Any, inside: Inside, pictures: AttentionPicture
     and latest gradient) and PROJECTOR (the embedding, one label per character)."""
     step = inside.step
     for layer, maps in enumerate(inside.attention):
-        title = f"layer {layer} at iteration {step}: each row's weights over the characters before"
+        title = f"layer {layer} at iteration {step}: each row's weights over itself and before"
         logger.image(f"self_attention/layer_{layer}", pictures.draw(layer, maps, title), step)
     for tag, histogram in inside.histograms.items():
         logger.histogram(tag, histogram, step)
