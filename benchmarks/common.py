@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from infra.cli import Parser, fields_of
+from infra.cli import Parser, fields_of, parse_into
 from training.command_line import TrainArgs, load_config, parse_command_line
 
 
@@ -41,6 +42,14 @@ def parse_with_run_options(options: type, argv: list[str] | None, description: s
     namespace, rest = parser.parse_known_args(argv)
     run: TrainArgs = load_config(**parse_command_line(rest))
     return options(**fields_of(options, namespace)), run
+
+
+def parse_with_passthrough(options: type, argv: list[str] | None, description: str):
+    """The benchmark's own options (the fields of the dataclass `options`) from what comes before
+    `--`, and the list of what follows it, for train.py as it is."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    return parse_into(options, argv[:cut], description), argv[cut + 1 :]
 
 
 def ms_per_call(run: Callable[[], object], calls: int) -> float:

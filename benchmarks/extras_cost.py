@@ -17,10 +17,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from common import machine_line
+from common import machine_line, parse_with_passthrough
 from recording import ROOT, write_record
 
-from infra.cli import option, parse_into
+from infra.cli import option
 from infra.errors import run_main
 
 WITHOUT = ["--sample_chars", "0", "--inspect", "false"]
@@ -40,10 +40,7 @@ def seconds(argv: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    split = argv.index("--") if "--" in argv else len(argv)
-    args = parse_into(ExtrasOptions, argv[:split], __doc__.split("\n")[0])
-    train_args = argv[split + 1 :]
+    args, train_args = parse_with_passthrough(ExtrasOptions, argv, __doc__.split("\n")[0])
     print(machine_line())
     with_extras, without = [], []
     for pair in range(args.pairs):

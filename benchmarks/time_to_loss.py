@@ -29,10 +29,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from common import machine_line
+from common import machine_line, parse_with_passthrough
 from recording import write_record
 
-from infra.cli import option, parse_into
+from infra.cli import option
 from infra.errors import run_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,10 +145,7 @@ HEADER = (
 
 def main(argv: list[str] | None = None) -> int:
     # everything after `--` goes to train.py as it is
-    argv = sys.argv[1:] if argv is None else argv
-    cut = argv.index("--") if "--" in argv else len(argv)
-    args = parse_into(TimeToLossOptions, argv[:cut], __doc__.split("\n")[0])
-    extra = argv[cut + 1 :]
+    args, extra = parse_with_passthrough(TimeToLossOptions, argv, __doc__.split("\n")[0])
     keep = Path(args.keep) if args.keep else None
 
     print(machine_line("cpu"))

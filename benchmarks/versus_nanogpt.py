@@ -34,12 +34,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import machine_line
+from common import machine_line, parse_with_passthrough
 from recording import write_record
 from time_to_loss import HEADER, Run, print_run, run_once
 
 from data.corpus import SHAKESPEARE_CACHE, check_shakespeare
-from infra.cli import option, parse_into
+from infra.cli import option
 from infra.errors import ConfigError, run_main
 
 NANOGPT_COMMIT = "3adf61e"  # the upstream commit this script was checked against
@@ -127,10 +127,7 @@ def run_nanogpt(work: Path, target: float, recipe: list[str]) -> NanoRun:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    cut = argv.index("--") if "--" in argv else len(argv)
-    options = parse_into(VersusOptions, argv[:cut], __doc__.split("\n")[0])
-    extra = argv[cut + 1 :]
+    options, extra = parse_with_passthrough(VersusOptions, argv, __doc__.split("\n")[0])
     checkout, corpus = Path(options.nanogpt), Path(options.corpus)
     for needed in ("train.py", "model.py", "data/shakespeare_char/prepare.py"):
         if not (checkout / needed).is_file():

@@ -148,13 +148,11 @@ def render_small(records: list[Record], prefix: str) -> str:
 
 def render_small_trade(records: list[Record], prefix: str) -> str:
     """small.yaml raced whole against nanoGPT's whole CPU run: as shipped and cut shorter."""
-    rows = []
+    rows, shipped = [], load_config("small").config.max_iters
     for race in records:
         if race["benchmark"] != "versus_nanogpt" or race.get("config") != "small":
             continue
-        pairs = race["pairs"]
-        extra = race["extra"]
-        shipped = load_config("small").config.max_iters
+        pairs, extra = race["pairs"], race["extra"]
         steps = extra[extra.index("--max_iters") + 1] if "--max_iters" in extra else shipped
         rows.append(
             [
