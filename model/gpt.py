@@ -16,6 +16,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -258,3 +259,10 @@ def evaluating(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
+
+
+def sharing_copy(model: nn.Module) -> nn.Module:
+    """A copy of model's modules that shares every parameter and buffer with it: changing the
+    copy's modules (their attention kernel, a layer swapped) leaves model as it was."""
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return copy.deepcopy(model, memo=shared)

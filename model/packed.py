@@ -5,7 +5,6 @@ share of the weights to stream, whichever steps faster on this CPU (docs/perform
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import weakref
@@ -13,7 +12,7 @@ import weakref
 import torch
 from torch import nn
 
-from model.gpt import GPT
+from model.gpt import GPT, sharing_copy
 from model.kv_cache import KVCache
 
 # A smaller weight stays whole: splitting so small a product costs more time than it saves
@@ -50,8 +49,7 @@ def pack_linears(
     of at least min_packed weights is a PackedLinear with the largest number of pieces that
     divides both `pieces` (default: one per thread) and its outputs. `.packed` counts them."""
     pieces = torch.get_num_threads() if pieces is None else pieces
-    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    packed_model = copy.deepcopy(model, memo=shared).eval()  # new modules, the same tensors
+    packed_model = sharing_copy(model).eval()  # new modules, the same tensors
     packed_model.packed = 0
     for name, module in list(packed_model.named_modules()):
         n = math.gcd(pieces, module.out_features) if isinstance(module, nn.Linear) else 1

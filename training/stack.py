@@ -16,11 +16,10 @@ the sums in a batched matrix product.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
+from model.gpt import sharing_copy
 from training.rng import derived_seed, global_generators, global_state
 from training.trainer import Trainer
 
@@ -36,8 +35,7 @@ class Stack:
         if self.runtime.device.type == "cpu" and model.config.attn_impl == "auto":
             # vmap batches the formula, where it runs CPU SDPA variant by variant: a copy of the
             # modules (sharing every tensor) whose attention is the formula
-            shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
-            model = copy.deepcopy(model, memo=shared)
+            model = sharing_copy(model)
             for block in model.transformer.h:
                 block.attn.attn_impl = "math"
 
